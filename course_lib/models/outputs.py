@@ -1,0 +1,28 @@
+"""The small output record every course_lib model returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ModelOutput:
+    """What a forward pass returns; fields a model does not produce stay ``None``.
+
+    - ``logits``: ``[batch, tokens, vocab]`` for language models, ``[batch, classes]`` for classifiers.
+    - ``hidden_states``: the embedding output followed by every layer's output, each ``[batch, tokens, dim]``.
+    - ``attentions``: one ``[batch, heads, query, key]`` tensor per layer (the format bertviz takes),
+      only when the forward pass was asked for them (``output_attentions=True``).
+    - ``loss``: a scalar when labels were given.
+    - ``pooled``: BERT's pooled [CLS] vector ``[batch, dim]``.
+    - ``mems``: Transformer-XL's per-layer memory for the next segment.
+    """
+
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    loss: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    mems: list[torch.Tensor] | None = None
