@@ -119,3 +119,13 @@ def test_fit_with_lm_loss_and_max_steps():
                   loss_fn=lm_loss, epochs=50, max_steps=60, progress=False)
     assert len(history.loss) == 60
     assert history.loss[-1] < 0.1 * math.log(20)
+
+
+def test_sorted_batches_hold_similar_lengths_and_every_example():
+    data = load_spam("test")
+    loader = text_batches(data.texts, data.labels, load_tokenizer("wordpiece"), batch_size=64, sort_by_length=True)
+    widths = [b["input_ids"].shape[1] for b in loader]
+    assert widths == sorted(widths)
+    assert sorted(torch.cat([b["labels"] for b in loader]).tolist()) == sorted(data.labels)
+    with pytest.raises(ValueError, match="cannot be combined with shuffle"):
+        text_batches(data.texts, data.labels, load_tokenizer("wordpiece"), shuffle=True, sort_by_length=True)

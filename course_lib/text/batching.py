@@ -88,8 +88,15 @@ def text_batches(
     shuffle: bool = False,
     seed: int = 0,
     pairs: Sequence[str] | None = None,
+    sort_by_length: bool = False,
 ) -> DataLoader:
-    """Batches for sequence classification, tokenized once up front and padded per batch."""
+    """Batches for sequence classification, tokenized once up front and padded per batch.
+
+    ``sort_by_length=True`` (for evaluation) orders the examples by length, so each batch holds messages of similar
+    length and almost no padding is computed: several times faster on short, uneven texts such as SMS.
+    """
+    if sort_by_length and shuffle:
+        raise ValueError("sort_by_length orders the examples; it cannot be combined with shuffle=True")
     if len(texts) != len(labels):
         raise ValueError(f"got {len(texts)} texts but {len(labels)} labels")
     if len(texts) == 0:
@@ -105,6 +112,8 @@ def text_batches(
         }
         for e, y in zip(tok.encode_batch(inputs), labels)
     ]
+    if sort_by_length:
+        rows.sort(key=lambda r: len(r["input_ids"]))
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(_Encoded(rows), batch_size=batch_size, shuffle=shuffle, generator=generator,
                       collate_fn=_pad_collate(pad_id(tokenizer)))
