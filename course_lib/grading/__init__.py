@@ -5,7 +5,12 @@ Every check module is imported (and so registered) here, in one place. To add a 
 the modes (``COURSE_STRICT``) and the results file (``COURSE_RESULTS``).
 """
 
-from course_lib.grading import checks_attention, checks_finetune, checks_masking  # noqa: F401  (registers checks)
+from course_lib.grading import (  # noqa: F401  (importing a check module registers its checks)
+    checks_attention,
+    checks_finetune,
+    checks_masking,
+    checks_transfer,
+)
 from course_lib.grading.registry import CheckBook, CheckFailedError, CheckUsageError, check, register, strict_mode
 from course_lib.grading.result import CheckResult, Outcome, Summary
 from course_lib.grading.runner import CheckFailure, NotAttempted, StudentError, call_student
