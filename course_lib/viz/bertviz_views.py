@@ -1,0 +1,186 @@
+"""bertviz's head view and model view (Vig 2019, "A Multiscale Visualization of Attention in the Transformer Model").
+
+What these wrappers add to ``bertviz.head_view`` / ``bertviz.model_view``:
+
+- they take a whole batch (any course_lib or Hugging Face output, or its ``attentions`` tuple) and show one example;
+- they round the weights (3 decimals by default), so a notebook that stores the view stays small;
+- they emit ONE HTML output whose script waits for require.js (loading it when the page has none) before bertviz's
+  own script runs. bertviz adds ``<script src=require.js>`` and its drawing script as separate outputs; in a fresh
+  JupyterLab tab the drawing script often runs before require.js arrived ("require is not defined") and nothing is
+  drawn. The classic Notebook already has require.js, Colab and JupyterLab do not.
+
+bertviz loads d3 and jQuery from cdnjs at view time; offline, use ``course_lib.viz.explorer`` (no CDN).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from IPython.display import HTML, display
+
+from course_lib.viz.attention_data import check_sentence_b_start, check_tokens, one_example, rounded
+
+# The same copy of require.js that bertviz itself asks for.
+REQUIREJS_URL = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"
+
+_SCRIPT_OPEN = '\n<script type="text/javascript">\n'
+_SCRIPT_CLOSE = "\n</script>\n"
+
+# Runs `draw` (bertviz's script) once `requirejs` exists; loads require.js at most once per page.
+_LOADER = """(function () {
+  var root = document.getElementById("%(root_id)s");
+  function draw() {
+%(script)s
+  }
+  function run() {
+    try { draw(); } catch (err) { report("bertviz could not draw: " + err); }
+  }
+  function report(message) {
+    console.error(message);
+    if (root) { root.insertAdjacentText("beforeend", message); }
+  }
+  if (typeof window.requirejs === "function" && typeof window.require === "function") { run(); return; }
+  if (!window.courseLibRequirejs) {
+    window.courseLibRequirejs = new Promise(function (resolve, reject) {
+      var tag = document.createElement("script");
+      tag.src = "%(require_url)s";
+      tag.onload = resolve;
+      tag.onerror = function () { window.courseLibRequirejs = null; reject(new Error(tag.src)); };
+      document.head.appendChild(tag);
+    });
+  }
+  window.courseLibRequirejs.then(run, function (err) {
+    report("Could not load require.js from " + err.message + " (offline?). " +
+           "course_lib.viz.explorer.AttentionExplorer works without internet.");
+  });
+})();"""
+
+
+def wrap_with_require_loader(script: str, root_id: str, require_url: str = REQUIREJS_URL) -> str:
+    """A ``<script>`` that runs ``script`` once require.js is loaded (``root_id``: the div that shows errors)."""
+    script = script.replace("</", "<\\/")  # a token such as "</script>" must not end the tag early
+    body = _LOADER % {"root_id": root_id, "script": script, "require_url": require_url}
+    return f'<script type="text/javascript">\n{body}\n</script>'
+
+
+def _split_bertviz_html(page: str) -> tuple[str, str]:
+    """Split bertviz's ``html_action='return'`` page into (the view's div, bertviz's drawing script)."""
+    start = page.find("<div id=")
+    script_at = page.rfind(_SCRIPT_OPEN)
+    if start < 0 or script_at < start or not page.endswith(_SCRIPT_CLOSE):
+        raise RuntimeError("this bertviz version lays out its HTML differently from bertviz 1.4; please report it")
+    return page[start:script_at], page[script_at + len(_SCRIPT_OPEN) : -len(_SCRIPT_CLOSE)]
+
+
+def _compact_params(script: str) -> str:
+    """Re-write the ``const params = {...}`` literal without the space after each comma (one byte per weight)."""
+    marker = "const params = "
+    start = script.index(marker) + len(marker)
+    params, length = json.JSONDecoder().raw_decode(script[start:])
+    return script[:start] + json.dumps(params, separators=(",", ":")) + script[start + length :]
+
+
+def _root_id(div: str) -> str:
+    """The ``bertviz-<hex>`` id of the view's outer div."""
+    return div.split('"', 2)[1]
+
+
+def _prepare(source: Any, tokens: Sequence[str], example: int, sentence_b_start: int | None, decimals: int | None):
+    """One example's rounded attentions and its checked tokens."""
+    attentions = rounded(one_example(source, example), decimals)  # per layer [1, heads, query, key]
+    tokens = check_tokens(attentions, tokens)
+    check_sentence_b_start(tokens, sentence_b_start)
+    return attentions, tokens
+
+
+def _check_indices(name: str, indices: Sequence[int] | None, limit: int) -> list[int] | None:
+    """Validate optional layer/head indices against ``limit``."""
+    if indices is None:
+        return None
+    indices = [int(index) for index in indices]
+    bad = [index for index in indices if not 0 <= index < limit]
+    if not indices or bad:
+        raise ValueError(f"{name} must be a non-empty list of indices in 0..{limit - 1}, got {indices}")
+    return indices
+
+
+def head_view_html(
+    source: Any,
+    tokens: Sequence[str],
+    *,
+    example: int = 0,
+    sentence_b_start: int | None = None,
+    layer: int | None = None,
+    heads: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    decimals: int | None = 3,
+) -> str:
+    """HTML of bertviz's head view: every head of one layer as lines from each token to the tokens it attends to.
+
+    ``example``: which row of the batch; ``sentence_b_start``: index of sentence B's first token (adds the
+    A->B / B->A filters); ``layer``: the layer shown first; ``heads``: the heads selected at first; ``layers``: the
+    layers included (fewer layers, smaller notebook); ``decimals``: rounding of the stored weights (None: none).
+    """
+    import bertviz
+
+    attentions, tokens = _prepare(source, tokens, example, sentence_b_start, decimals)
+    n_layers, n_heads = len(attentions), attentions[0].size(1)
+    layers = _check_indices("layers", layers, n_layers)
+    heads = _check_indices("heads", heads, n_heads)
+    if layer is not None and layer not in (layers if layers is not None else range(n_layers)):
+        raise ValueError(f"layer={layer} is not among the shown layers {layers or list(range(n_layers))}")
+    page = bertviz.head_view(
+        attentions, tokens, sentence_b_start=sentence_b_start, layer=layer, heads=heads,
+        include_layers=layers, html_action="return",
+    ).data
+    div, script = _split_bertviz_html(page)
+    return div + wrap_with_require_loader(_compact_params(script), _root_id(div))
+
+
+def model_view_html(
+    source: Any,
+    tokens: Sequence[str],
+    *,
+    example: int = 0,
+    sentence_b_start: int | None = None,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    display_mode: str = "light",
+    decimals: int | None = 3,
+) -> str:
+    """HTML of bertviz's model view: a thumbnail per (layer, head); click one to enlarge it.
+
+    ``layers`` / ``heads`` keep only those rows / columns of thumbnails; other options as in :func:`head_view_html`.
+    """
+    import bertviz
+
+    if display_mode not in ("light", "dark"):
+        raise ValueError(f"display_mode must be 'light' or 'dark', got {display_mode!r}")
+    attentions, tokens = _prepare(source, tokens, example, sentence_b_start, decimals)
+    layers = _check_indices("layers", layers, len(attentions))
+    heads = _check_indices("heads", heads, attentions[0].size(1))
+    page = bertviz.model_view(
+        attentions, tokens, sentence_b_start=sentence_b_start, display_mode=display_mode,
+        include_layers=layers, include_heads=heads, html_action="return",
+    ).data
+    div, script = _split_bertviz_html(page)
+    return div + wrap_with_require_loader(_compact_params(script), _root_id(div))
+
+
+def head_view(source: Any, tokens: Sequence[str], **options: Any) -> None:
+    """Show bertviz's head view of one example in the notebook (options: see :func:`head_view_html`)."""
+    display(HTML(head_view_html(source, tokens, **options)))
+
+
+def model_view(source: Any, tokens: Sequence[str], **options: Any) -> None:
+    """Show bertviz's model view of one example in the notebook (options: see :func:`model_view_html`)."""
+    display(HTML(model_view_html(source, tokens, **options)))
+
+
+def params_of(html: str) -> dict:
+    """The JSON parameters bertviz embedded in a view's HTML (weights, tokens): for tests and curious students."""
+    marker = "const params = "
+    start = html.index(marker) + len(marker)
+    params, _ = json.JSONDecoder().raw_decode(html[start:])  # JSON reads the escaped "<\/" as "</"
+    return params
