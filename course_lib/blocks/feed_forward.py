@@ -1,0 +1,25 @@
+"""The position-wise feed-forward network (Vaswani et al. 2017, Sec. 3.3), with GELU as in GPT and BERT."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = GELU(x W_1 + b_1) W_2 + b_2, applied to every position separately (Vaswani et al. 2017, Eq. 2).
+
+    The 2017 Transformer used ReLU; GPT and BERT use GELU (Hendrycks & Gimpel 2016). GPT-1 and GPT-2 use its tanh
+    approximation (``approximate_gelu=True``), BERT the exact erf form.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0, approximate_gelu: bool = False):
+        super().__init__()
+        self.expand = nn.Linear(dim, hidden_dim)  # W_1: dim -> hidden_dim (usually 4 * dim)
+        self.activation = nn.GELU(approximate="tanh" if approximate_gelu else "none")
+        self.project = nn.Linear(hidden_dim, dim)  # W_2: back to dim
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch, tokens, dim]`` -> ``[batch, tokens, dim]``."""
+        return self.dropout(self.project(self.activation(self.expand(x))))

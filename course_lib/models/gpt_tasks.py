@@ -1,0 +1,128 @@
+"""GPT-1's task-specific input transformations (Radford et al. 2018, Sec. 3.3 and Figure 1).
+
+Every task is turned into token sequences the pretrained model can read: a start token, the text pieces joined by a
+delimiter token, and an "extract" token whose final hidden state feeds the linear head.
+
+- classification: ``start text extract``
+- entailment:     ``start premise delim hypothesis extract``
+- similarity:     both orders ``start A delim B extract`` and ``start B delim A extract``; their two final states are
+  added element-wise before the linear layer (there is no inherent order between the two sentences)
+- multiple choice: ``start context delim answer_k extract`` for every candidate k; each gives one score and a
+  softmax over the candidates picks the answer
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.models.gpt import GPTConfig, GPTForSequenceClassification
+from course_lib.models.outputs import ModelOutput
+
+LM_WEIGHT = 0.5  # lambda of the auxiliary LM loss, L3 = L2 + lambda * L1 (Radford et al. 2018, Sec. 4.1)
+
+
+@dataclass(frozen=True)
+class TaskTokens:
+    """Ids of the special tokens GPT-1 adds for fine-tuning (randomly initialised, then learned)."""
+
+    start: int
+    delimiter: int
+    extract: int
+    pad: int = 0
+
+
+def classification_input(text: Sequence[int], tokens: TaskTokens) -> list[int]:
+    """``start text extract`` (Figure 1, "Classification")."""
+    return [tokens.start, *text, tokens.extract]
+
+
+def entailment_input(premise: Sequence[int], hypothesis: Sequence[int], tokens: TaskTokens) -> list[int]:
+    """``start premise delim hypothesis extract`` (Figure 1, "Entailment")."""
+    return [tokens.start, *premise, tokens.delimiter, *hypothesis, tokens.extract]
+
+
+def similarity_inputs(first: Sequence[int], second: Sequence[int], tokens: TaskTokens) -> tuple[list[int], list[int]]:
+    """Both orders, ``(start A delim B extract, start B delim A extract)`` (Figure 1, "Similarity")."""
+    return entailment_input(first, second, tokens), entailment_input(second, first, tokens)
+
+
+def multiple_choice_inputs(
+    context: Sequence[int], answers: Sequence[Sequence[int]], tokens: TaskTokens
+) -> list[list[int]]:
+    """One ``start context delim answer_k extract`` per candidate answer (Figure 1, "Multiple Choice")."""
+    if len(answers) < 2:
+        raise ValueError(f"multiple choice needs at least 2 candidate answers, got {len(answers)}")
+    return [entailment_input(context, answer, tokens) for answer in answers]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into ``(input_ids [batch, tokens], attention_mask [batch, tokens])``."""
+    if len(sequences) == 0 or min(len(s) for s in sequences) == 0:
+        raise ValueError("pad_batch needs at least one sequence and no empty sequence")
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(list(sequence), dtype=torch.long)
+        attention_mask[row, : len(sequence)] = 1
+    return input_ids, attention_mask
+
+
+class GPTForSimilarity(GPTForSequenceClassification):
+    """Similarity head: logits = W_y (h(A delim B) + h(B delim A)) (Radford et al. 2018, Sec. 3.3)."""
+
+    def forward(
+        self,
+        first_ids: torch.Tensor,
+        first_mask: torch.Tensor | None,
+        second_ids: torch.Tensor,
+        second_mask: torch.Tensor | None,
+        labels: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        """``first_*``: the ``A delim B`` sequences, ``second_*``: ``B delim A``; logits ``[batch, classes]``."""
+        if first_ids.size(0) != second_ids.size(0):
+            raise ValueError(f"both orders need the same batch size, got {first_ids.size(0)} and {second_ids.size(0)}")
+        first_features, first_body = self.features(first_ids, first_mask)
+        second_features, second_body = self.features(second_ids, second_mask)
+        logits = self.classifier(self.dropout(first_features + second_features))  # [batch, n_classes]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, labels)
+            if self.lm_weight > 0:
+                lm_loss = self.auxiliary_lm_loss(first_body, first_ids, first_mask)
+                lm_loss = lm_loss + self.auxiliary_lm_loss(second_body, second_ids, second_mask)
+                loss = loss + self.lm_weight * lm_loss / 2
+        return ModelOutput(logits=logits, loss=loss)
+
+
+class GPTForMultipleChoice(GPTForSequenceClassification):
+    """Multiple-choice head: one scalar score per ``context delim answer`` sequence, softmax over the candidates."""
+
+    def __init__(self, config: GPTConfig, lm_weight: float = 0.0):
+        super().__init__(config, n_classes=1, lm_weight=lm_weight)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> ModelOutput:
+        """``input_ids [batch, choices, tokens]`` -> logits ``[batch, choices]``; ``labels [batch]`` = right answer."""
+        if input_ids.dim() != 3:
+            raise ValueError(f"input_ids must be [batch, choices, tokens] (rank 3), got shape {tuple(input_ids.shape)}")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
+            )
+        batch, choices, tokens = input_ids.shape
+        flat_ids = input_ids.reshape(batch * choices, tokens)
+        flat_mask = None if attention_mask is None else attention_mask.reshape(batch * choices, tokens)
+        features, body = self.features(flat_ids, flat_mask)  # [batch * choices, dim]
+        logits = self.classifier(self.dropout(features)).view(batch, choices)  # [batch, choices]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, labels)  # the softmax over candidates
+            if self.lm_weight > 0:
+                loss = loss + self.lm_weight * self.auxiliary_lm_loss(body, flat_ids, flat_mask)
+        return ModelOutput(logits=logits, loss=loss)
