@@ -123,9 +123,20 @@ def test_fit_with_lm_loss_and_max_steps():
 
 def test_sorted_batches_hold_similar_lengths_and_every_example():
     data = load_spam("test")
-    loader = text_batches(data.texts, data.labels, load_tokenizer("wordpiece"), batch_size=64, sort_by_length=True)
+    loader = text_batches(data.texts, data.labels, load_tokenizer("wordpiece"), batch_size=64, by_length=True)
     widths = [b["input_ids"].shape[1] for b in loader]
     assert widths == sorted(widths)
     assert sorted(torch.cat([b["labels"] for b in loader]).tolist()) == sorted(data.labels)
-    with pytest.raises(ValueError, match="cannot be combined with shuffle"):
-        text_batches(data.texts, data.labels, load_tokenizer("wordpiece"), shuffle=True, sort_by_length=True)
+
+
+def test_bucketed_shuffle_is_random_complete_and_pads_little():
+    data = load_spam("train").sample(400, seed=0)
+    tok = load_tokenizer("wordpiece")
+    bucketed = text_batches(data.texts, data.labels, tok, batch_size=16, shuffle=True, by_length=True, seed=1)
+    plain = text_batches(data.texts, data.labels, tok, batch_size=16, shuffle=True, seed=1)
+    first, second = ([b["input_ids"] for b in bucketed] for _ in range(2))
+    assert len(first) == len(bucketed) == 25
+    assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(first, second)), "epochs must differ"
+    assert sorted(torch.cat([b["labels"] for b in bucketed]).tolist()) == sorted(data.labels)
+    padding = lambda loader: sum(int((b["attention_mask"] == 0).sum()) for b in loader)  # noqa: E731
+    assert padding(bucketed) < padding(plain) / 3
