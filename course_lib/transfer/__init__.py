@@ -1,11 +1,12 @@
 """Transfer-learning recipes: layer groups, freezing, gradual unfreezing, discriminative learning rates,
-fine-tuning schedules (slanted triangular, warm-up + decay) and L2-SP.
+fine-tuning schedules (slanted triangular, warm-up + decay), L2-SP, and feature extraction with a linear probe.
 
 Every recipe works on a list of ``LayerGroup`` ordered bottom (embeddings) to top (head); build it with
 ``layer_groups(model)`` for a BERT/GPT-like model or ``make_groups([...])`` for anything else.
 """
 
 from .discriminative import ULMFIT_DECAY, discriminative_lrs, discriminative_param_groups
+from .features import COMBINATIONS, LinearProbe, combine_layers, extract_features, feature_batches, train_probe
 from .freezing import GroupSummary, freeze, frozen, summary_table, trainable_summary, unfreeze, unfreeze_top
 from .l2sp import L2SP
 from .layer_groups import LayerGroup, layer_groups, make_groups, parameters_of
@@ -14,14 +15,19 @@ from .snapshot import WeightSnapshot
 from .unfreezing import GradualUnfreezer
 
 __all__ = [
+    "COMBINATIONS",
+    "LinearProbe",
     "ULMFIT_DECAY",
     "GradualUnfreezer",
     "GroupSummary",
     "L2SP",
     "LayerGroup",
     "WeightSnapshot",
+    "combine_layers",
     "discriminative_lrs",
     "discriminative_param_groups",
+    "extract_features",
+    "feature_batches",
     "freeze",
     "frozen",
     "layer_groups",
@@ -32,6 +38,7 @@ __all__ = [
     "slanted_triangular_lr",
     "slanted_triangular_schedule",
     "summary_table",
+    "train_probe",
     "trainable_summary",
     "unfreeze",
     "unfreeze_top",

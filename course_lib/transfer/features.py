@@ -1,0 +1,95 @@
+"""Feature extraction: run the frozen pretrained body once, then train only a linear classifier on its output.
+
+Because the body is frozen, its output for a message never changes, so it is computed once and cached; training
+the head then costs almost nothing. This is the "feature-based approach" of Peters et al. (2018) and Devlin et al.
+(2019, Sec. 5.3), where BERT's layers are combined in several ways (``combine_layers``) and fed to a small model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_lib.models.outputs import ModelOutput
+from course_lib.training import Batch, History, fit, model_inputs
+
+COMBINATIONS = ("last", "second_to_last", "sum_all", "sum_last_four", "concat_last_four")
+
+
+@torch.no_grad()
+def extract_features(body: nn.Module, batches: Iterable[Batch], pooled: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, labels)``: the [CLS] vector of every layer ``[n, layers + 1, dim]``, or the pooled one ``[n, dim]``.
+
+    ``body`` returns a ``ModelOutput`` with ``hidden_states`` (embeddings + every layer) and, for BERT, ``pooled``.
+    """
+    was_training = body.training
+    body.eval()
+    device = next(body.parameters()).device
+    features, labels = [], []
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = body(**model_inputs(body, batch))
+        if pooled:
+            features.append(out.pooled.cpu())  # [batch, dim]
+        else:
+            features.append(torch.stack([h[:, 0] for h in out.hidden_states], dim=1).cpu())  # [batch, layers+1, dim]
+        labels.append(batch["labels"].cpu())
+    body.train(was_training)
+    return torch.cat(features), torch.cat(labels)
+
+
+def combine_layers(features: torch.Tensor, how: str) -> torch.Tensor:
+    """Turn per-layer vectors ``[n, layers + 1, dim]`` into one vector per example (Devlin et al. 2019, Table 7)."""
+    if features.dim() != 3 or features.shape[1] < 5:
+        raise ValueError(f"need per-layer features [n, layers + 1 >= 5, dim], got shape {tuple(features.shape)}")
+    layers = features[:, 1:]  # the embedding output (index 0) is not a layer
+    if how == "last":
+        return layers[:, -1]
+    if how == "second_to_last":
+        return layers[:, -2]
+    if how == "sum_all":
+        return layers.sum(dim=1)
+    if how == "sum_last_four":
+        return layers[:, -4:].sum(dim=1)
+    if how == "concat_last_four":
+        return layers[:, -4:].flatten(1)  # [n, 4 * dim]
+    raise ValueError(f"how must be one of {COMBINATIONS}, got {how!r}")
+
+
+class LinearProbe(nn.Module):
+    """One linear layer + softmax (in the loss) on fixed features: the smallest possible task head."""
+
+    def __init__(self, dim: int, n_classes: int = 2):
+        super().__init__()
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, features: torch.Tensor) -> ModelOutput:
+        return ModelOutput(logits=self.linear(features))
+
+
+def feature_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int = 32, shuffle: bool = False,
+                    seed: int = 0) -> DataLoader:
+    """Batches ``{"features", "labels"}`` for training or evaluating a probe."""
+    if len(features) != len(labels):
+        raise ValueError(f"got {len(features)} feature rows but {len(labels)} labels")
+
+    def collate(rows):
+        return {"features": torch.stack([r[0] for r in rows]), "labels": torch.stack([r[1] for r in rows])}
+
+    return DataLoader(TensorDataset(features, labels), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def train_probe(features: torch.Tensor, labels: torch.Tensor, epochs: int = 100, lr: float = 1e-2,
+                batch_size: int = 32, seed: int = 0) -> tuple[LinearProbe, History]:
+    """A ``LinearProbe`` fitted with Adam on fixed features (cheap: the body never runs)."""
+    torch.manual_seed(seed)
+    probe = LinearProbe(features.shape[-1], int(labels.max()) + 1)
+    batches = feature_batches(features, labels, batch_size, shuffle=True, seed=seed)
+    history = fit(probe, batches, optimizer=torch.optim.Adam(probe.parameters(), lr=lr), epochs=epochs,
+                  progress=False)
+    return probe, history
