@@ -6,7 +6,8 @@
 
 The knob is the environment variable ``COURSE_SCALE`` (or ``setup(scale=...)``): a multiplier on training steps and
 data sizes. The default, 1, is the path the tests run: a couple of minutes on a 2-core laptop CPU. On a GPU try 10.
-``COURSE_DEVICE`` forces a device (``cpu``, ``cuda``, ``mps``).
+``COURSE_DEVICE`` forces a device (``cpu``, ``cuda``, ``mps``); ``COURSE_THREADS`` caps the CPU threads (useful when
+another program keeps a core busy: two threads sharing one core are slower than one).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def setup(seed: int = 0, scale: float | None = None, device: str | None = None, 
         raise ValueError(f"scale must be positive, got {scale}")
     seed_everything(seed)
     chosen = pick_device(device)
-    n_threads = threads or max(1, min(os.cpu_count() or 1, 8))
+    n_threads = threads or int(os.environ.get("COURSE_THREADS", "0")) or max(1, min(os.cpu_count() or 1, 8))
     torch.set_num_threads(n_threads)
     runtime = Runtime(device=chosen, seed=seed, scale=float(scale), threads=n_threads,
                       in_colab="google.colab" in sys.modules)

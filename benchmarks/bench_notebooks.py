@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Wall time and peak memory of each notebook's default path, as the tests run it (targets: ~120 s, < 2 GB).
+
+    python benchmarks/bench_notebooks.py                      # every notebook in notebooks/
+    python benchmarks/bench_notebooks.py notebooks/00_*.ipynb --cells   # also the slowest cells
+
+Each notebook runs top to bottom in a fresh kernel (nbclient), in its own process, so that the peak resident memory
+of the kernel (getrusage of the reaped children) belongs to that notebook alone. Nothing is written back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_one(path: Path, show_cells: bool) -> dict:
+    """Execute one notebook (in this process) and return its timings; called in a child process."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    cell_times = []
+    execute_cell = client.async_execute_cell
+
+    async def timed(cell, index, **kwargs):
+        start = time.perf_counter()
+        result = await execute_cell(cell, index, **kwargs)
+        cell_times.append((time.perf_counter() - start, index, cell.source.splitlines()[0][:70] if cell.source else ""))
+        return result
+
+    client.async_execute_cell = timed
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernel, reaped at shutdown
+    slowest = sorted(cell_times, reverse=True)[:8] if show_cells else []
+    return {"notebook": path.name, "seconds": round(seconds, 1), "peak_mb": round(peak_mb),
+            "slowest_cells": [[round(t, 1), i, src] for t, i, src in slowest]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--cells", action="store_true", help="also list the slowest cells")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.notebooks[0], args.cells)))
+        return 0
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    print(f"{'notebook':<32} {'seconds':>8} {'peak MB':>8}")
+    for path in paths:
+        command = [sys.executable, __file__, "--child", str(path)] + (["--cells"] if args.cells else [])
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        row = json.loads(out)
+        print(f"{row['notebook']:<32} {row['seconds']:>8.1f} {row['peak_mb']:>8}")
+        for seconds, index, source in row["slowest_cells"]:
+            print(f"    cell {index:>3} {seconds:6.1f} s  {source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
