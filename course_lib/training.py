@@ -103,7 +103,8 @@ def fit(
     """Train for ``epochs`` passes (or ``max_steps`` steps) and return the ``History``.
 
     Each step: loss (+ ``penalty(model)``), backward, optional gradient clipping, optimizer step, scheduler step.
-    After each epoch ``evaluate(model)`` (in eval mode, no gradients) adds its metrics to the history.
+    Before each epoch ``on_epoch_start(e)`` gets the 0-based epoch index (``GradualUnfreezer.step`` fits as it is);
+    after each epoch ``evaluate(model)`` (in eval mode, no gradients) adds its metrics to the history, numbered from 1.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -115,7 +116,7 @@ def fit(
     bar = tqdm(total=total, desc=description, disable=not progress, leave=False)
     for epoch in range(1, epochs + 1):
         if on_epoch_start is not None:
-            on_epoch_start(epoch)
+            on_epoch_start(epoch - 1)  # 0-based, like GradualUnfreezer.step and `for epoch in range(n)`
         model.train()
         for batch in batches:
             batch = {k: v.to(device) for k, v in batch.items()}

@@ -93,7 +93,7 @@ def test_fit_learns_spam_and_records_history():
     seen = []
     history = fit(model, train_batches, optimizer=opt, epochs=4, progress=False, on_epoch_start=seen.append,
                   evaluate=lambda m: evaluate_classifier(m, valid_batches).as_dict())
-    assert seen == [1, 2, 3, 4]
+    assert seen == [0, 1, 2, 3], "on_epoch_start gets 0-based epochs, as GradualUnfreezer.step expects"
     assert len(history.loss) == len(history.lr) == 4 * len(train_batches)
     assert [e["epoch"] for e in history.epochs] == [1, 2, 3, 4]
     assert history.metric("f1")[-1] > 0.75, history.epochs  # "always ham" scores F1 0

@@ -410,3 +410,35 @@ def test_l2sp_bad_input():
     with pytest.raises(ValueError, match="at least one"):
         WeightSnapshot([])
     assert L2SP(model.layers, None, alpha=1.0, beta=0.0).penalty().item() == 0.0  # a module is one group
+
+
+def test_gradual_unfreezing_inside_fit_follows_its_plan():
+    """fit's on_epoch_start and GradualUnfreezer agree on epoch numbering: the groups that train are the plan's."""
+    from course_lib.models.outputs import ModelOutput
+    from course_lib.training import fit
+    from course_lib.transfer import GradualUnfreezer, make_groups
+
+    torch.manual_seed(0)
+    layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = layers
+
+        def forward(self, features):
+            for layer in self.layers:
+                features = layer(features)
+            return ModelOutput(logits=features[:, :2])
+
+    model = Stack()
+    groups = make_groups(list(layers), names=["bottom", "middle", "top"])
+    unfreezer = GradualUnfreezer(groups, start=1, per_epoch=1)
+    before = [layer.weight.detach().clone() for layer in layers]
+    batches = [{"features": torch.randn(8, 4), "labels": torch.randint(0, 2, (8,))}]
+    trained = []
+    fit(model, batches, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, progress=False,
+        on_epoch_start=lambda e: trained.append(unfreezer.step(e)))
+    assert trained == unfreezer.plan(2) == [["top"], ["middle", "top"]]
+    assert torch.equal(layers[0].weight, before[0]), "the bottom group was never in the plan: it must not move"
+    assert not torch.equal(layers[1].weight, before[1]) and not torch.equal(layers[2].weight, before[2])
