@@ -65,6 +65,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds CUDA and MPS
 
 
+def _show_figures_inline() -> None:
+    """In a Jupyter kernel, switch matplotlib to inline now, so figures that course_lib builds without pyplot
+    display from the first cell on (the inline backend otherwise only starts with the first pyplot call)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
+
+
 def setup(seed: int = 0, scale: float | None = None, device: str | None = None, threads: int | None = None,
           verbose: bool = True) -> Runtime:
     """Seed everything, pick the device and CPU threads, read the run-size knob, and print one line about it."""
@@ -82,6 +91,7 @@ def setup(seed: int = 0, scale: float | None = None, device: str | None = None, 
     torch.set_num_threads(n_threads)
     runtime = Runtime(device=chosen, seed=seed, scale=float(scale), threads=n_threads,
                       in_colab="google.colab" in sys.modules)
+    _show_figures_inline()
     if verbose:
         print(runtime.describe())
     return runtime
