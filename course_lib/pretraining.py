@@ -1,0 +1,138 @@
+"""Pretraining objectives for the course checkpoints: next-token LM windows, BERT's MLM + NSP, and their losses.
+
+- ``random_windows``: random stretches of a long id tensor, the LM batches of GPT, Transformer-XL and the ELMo biLM.
+- ``next_sentence_pairs``: BERT's Task #2 (Devlin et al. 2019, Sec. 3.1): segment B is the text that follows
+  segment A with probability 0.5 (IsNext, label 0), a random stretch of the corpus otherwise (NotNext, label 1).
+- ``bert_batch``: ``[CLS] A [SEP] B [SEP]`` with segment ids and padding, then Task #1's masking
+  (``course_lib.text.masking.mask_tokens``: 15%, 80/10/10).
+- ``pretraining_loss``: the loss of one batch for each model kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.text.masking import IGNORE_INDEX, mask_tokens
+
+KINDS = ("gpt", "bert", "transformer_xl", "elmo")
+IS_NEXT, NOT_NEXT = 0, 1  # BertForPreTraining's next-sentence classes
+
+
+def random_windows(ids: torch.Tensor, length: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``[batch_size, length]`` stretches of the 1-D ``ids`` starting at uniformly random offsets."""
+    if ids.dim() != 1 or len(ids) < length:
+        raise ValueError(f"need a 1-D id tensor of at least length={length} tokens, got shape {tuple(ids.shape)}")
+    starts = torch.randint(len(ids) - length + 1, (batch_size,), generator=generator)  # [batch]
+    return ids[starts[:, None] + torch.arange(length)]  # [batch, length]
+
+
+@dataclass
+class SentencePair:
+    """One NSP example: token ids of segments A and B, and the label (0 = IsNext, 1 = NotNext)."""
+
+    a: list[int]
+    b: list[int]
+    label: int
+
+
+def next_sentence_pairs(ids: torch.Tensor, n_pairs: int, segment_len: int,
+                        generator: torch.Generator) -> list[SentencePair]:
+    """``n_pairs`` NSP examples of two ``segment_len``-token segments cut from the 1-D corpus ``ids``.
+
+    A starts at a random offset. With probability 0.5 B is the next ``segment_len`` tokens (IsNext); otherwise B
+    starts at a random offset at least ``2 * segment_len`` away from A's end, so it never continues A (NotNext).
+    """
+    if len(ids) < 6 * segment_len:
+        raise ValueError(f"the corpus ({len(ids)} tokens) must hold at least 6 * segment_len = {6 * segment_len}")
+    pairs = []
+    last_start = len(ids) - 2 * segment_len
+    for _ in range(n_pairs):
+        start = int(torch.randint(last_start + 1, (1,), generator=generator))
+        a = ids[start:start + segment_len]
+        if float(torch.rand((), generator=generator)) < 0.5:
+            pairs.append(SentencePair(a.tolist(), ids[start + segment_len:start + 2 * segment_len].tolist(), IS_NEXT))
+            continue
+        while True:  # a random segment far from A's continuation
+            other = int(torch.randint(len(ids) - segment_len + 1, (1,), generator=generator))
+            if abs(other - (start + segment_len)) >= 2 * segment_len:
+                break
+        pairs.append(SentencePair(a.tolist(), ids[other:other + segment_len].tolist(), NOT_NEXT))
+    return pairs
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The WordPiece ids BERT's input format needs."""
+
+    cls: int
+    sep: int
+    pad: int
+    mask: int
+    vocab_size: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> SpecialIds:
+        """Read [CLS], [SEP], [PAD], [MASK] from a ``tokenizers.Tokenizer``; ValueError naming any that is missing."""
+        found = {name: tokenizer.token_to_id(f"[{name.upper()}]") for name in ("cls", "sep", "pad", "mask")}
+        missing = [f"[{name.upper()}]" for name, i in found.items() if i is None]
+        if missing:
+            raise ValueError(f"the tokenizer has no {', '.join(missing)}: BERT needs a WordPiece vocabulary")
+        return cls(**found, vocab_size=tokenizer.get_vocab_size())
+
+
+def bert_batch(pairs: list[SentencePair], special: SpecialIds, generator: torch.Generator,
+               mlm_probability: float = 0.15) -> dict[str, torch.Tensor]:
+    """``[CLS] A [SEP] B [SEP]`` rows, padded, masked: the inputs and both labels of ``BertForPreTraining``."""
+    rows = [[special.cls, *p.a, special.sep, *p.b, special.sep] for p in pairs]
+    longest = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), longest), special.pad, dtype=torch.long)  # [batch, tokens]
+    token_type_ids = torch.zeros_like(input_ids)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, (row, pair) in enumerate(zip(rows, pairs)):
+        input_ids[i, :len(row)] = torch.tensor(row)
+        token_type_ids[i, len(pair.a) + 2:len(row)] = 1  # segment B, including its closing [SEP]
+        attention_mask[i, :len(row)] = 1
+    masked, mlm_labels = mask_tokens(input_ids, special.mask, special.vocab_size,
+                                     special_ids=(special.cls, special.sep, special.pad),
+                                     mlm_probability=mlm_probability, generator=generator)
+    return {"input_ids": masked, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+            "mlm_labels": mlm_labels, "next_sentence_labels": torch.tensor([p.label for p in pairs])}
+
+
+def bert_losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MLM and NSP losses (and accuracies) of a ``BertForPreTraining``; ``loss`` = MLM + NSP as in its forward.
+
+    The MLM head runs on the masked positions only (15% of the tokens), which gives the same loss as the model's
+    forward at a fraction of the cost of scoring every position against the whole vocabulary.
+    """
+    body = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    chosen = batch["mlm_labels"] != IGNORE_INDEX  # [batch, tokens]
+    mlm_logits = model.mlm(body.hidden_states[-1][chosen])  # [chosen, vocab]
+    targets = batch["mlm_labels"][chosen]
+    nsp_logits = model.next_sentence(body.pooled)  # [batch, 2]
+    mlm_loss = F.cross_entropy(mlm_logits, targets)
+    nsp_loss = F.cross_entropy(nsp_logits, batch["next_sentence_labels"])
+    return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
+            "mlm_accuracy": (mlm_logits.argmax(-1) == targets).float().mean(),
+            "nsp_accuracy": (nsp_logits.argmax(-1) == batch["next_sentence_labels"]).float().mean()}
+
+
+def lm_window_loss(kind: str, model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
+    """The LM loss of ``[batch, length + 1]`` windows for a ``"gpt"``, ``"transformer_xl"`` or ``"elmo"`` model.
+
+    GPT and Transformer-XL: next-token cross-entropy (XL reads the window segment by segment, carrying its memory).
+    ELMo: the biLM's joint objective, forward NLL + backward NLL.
+    """
+    inputs, targets = windows[:, :-1], windows[:, 1:]  # [batch, length] each
+    if kind == "gpt":
+        logits = model(inputs).logits  # [batch, length, vocab]
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    if kind == "transformer_xl":
+        return model.forward_in_segments(inputs, labels=targets).loss
+    if kind == "elmo":
+        return model(windows).loss
+    raise ValueError(f"kind must be one of {KINDS[:1] + KINDS[2:]} for LM windows, got {kind!r}")

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Pretrain one of the course's small checkpoints on the Shakespeare corpus, reproducibly.
+
+    python scripts/pretrain.py bert                  # train, evaluate, write data/checkpoints/bert/
+    python scripts/pretrain.py gpt2 --minutes 5      # stop after 5 minutes (state kept in runs/pretrain/gpt2/)
+    python scripts/pretrain.py gpt2 --resume         # ... and go on from there: the same result as one run
+
+Seeded: batch k is drawn by a generator seeded with (seed, k), and the dropout generator's state travels in the state
+file, so an interrupted and resumed run gives the same weights as an uninterrupted one. Writes ``model.safetensors``,
+``config.json`` (config, recipe, command, wall time, held-out quality against unigram/bigram baselines),
+``curve.csv`` and ``curve.png``. Afterwards record the sha256 in data/SHA256SUMS (the script prints the lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from course_lib.checkpoints import KIND_OF, NAMES, build_model, reference_loss, save_checkpoint
+from course_lib.ngram import BigramLM, UnigramLM, best_add_k, perplexity
+from course_lib.paths import sha256_file
+from course_lib.pretraining import (
+    SpecialIds,
+    bert_batch,
+    bert_losses,
+    lm_window_loss,
+    next_sentence_pairs,
+    random_windows,
+)
+from course_lib.text.batching import encode_corpus
+from course_lib.text.corpus import load_shakespeare
+from course_lib.text.tokenizers import load_tokenizer
+
+
+@dataclass
+class Recipe:
+    """How one checkpoint is trained: model config, tokenizer, batch shape, steps and the AdamW schedule."""
+
+    tokenizer: str
+    config: dict
+    steps: int
+    batch_size: int
+    length: int  # tokens per LM window; for BERT the length of each of the two segments
+    lr: float
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    eval_every: int = 50
+    mlm_probability: float = 0.15  # BERT only: the share of tokens chosen for the MLM loss while training
+
+
+GPT_SIZE = {"vocab_size": 8192, "context_length": 128, "dim": 128, "n_layers": 4, "n_heads": 4, "dropout": 0.1,
+            "attn_dropout": 0.1}
+RECIPES = {
+    "bert": Recipe("wordpiece", {"vocab_size": 8192, "context_length": 64, "dim": 128, "n_layers": 4, "n_heads": 4,
+                                 "dropout": 0.1, "attn_dropout": 0.1}, steps=2500, batch_size=32, length=30, lr=1e-3,
+                   mlm_probability=0.4),
+    "gpt2": Recipe("bpe", {**GPT_SIZE, "pre_norm": True, "final_norm": True, "scale_residual_init": True},
+                   steps=1000, batch_size=16, length=128, lr=2e-3),
+    "gpt1": Recipe("bpe", {**GPT_SIZE, "pre_norm": False, "final_norm": False, "scale_residual_init": False},
+                   steps=1000, batch_size=16, length=128, lr=1e-3),
+    "transformer-xl": Recipe("bpe", {"vocab_size": 8192, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 32,
+                                     "d_inner": 512, "dropout": 0.1, "dropatt": 0.0, "tgt_len": 64, "mem_len": 64},
+                             steps=400, batch_size=8, length=256, lr=1e-3),
+    "elmo": Recipe("wordpiece", {"vocab_size": 8192, "dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
+                   steps=800, batch_size=16, length=64, lr=2e-3),
+}
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 10% of the peak."""
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def training_batch(kind: str, recipe: Recipe, ids: torch.Tensor, special: SpecialIds | None, step: int):
+    """Batch ``step``: drawn by its own seeded generator, so a resumed run sees the same batches."""
+    generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+    if kind == "bert":
+        pairs = next_sentence_pairs(ids, recipe.batch_size, recipe.length, generator)
+        return bert_batch(pairs, special, generator, mlm_probability=recipe.mlm_probability)
+    return random_windows(ids, recipe.length + 1, recipe.batch_size, generator)
+
+
+def batch_loss(kind: str, model, batch) -> torch.Tensor:
+    """The training loss of one batch."""
+    return bert_losses(model, batch)["loss"] if kind == "bert" else lm_window_loss(kind, model, batch)
+
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate(kind: str, model, train_ids: torch.Tensor, valid_ids: torch.Tensor, special, vocab: int) -> dict:
+    """Held-out quality on the 4 validation plays, next to unigram/bigram baselines on the same tokens."""
+    model.eval()
+    if kind == "bert":
+        generator = torch.Generator().manual_seed(1)
+        totals = {"mlm_loss": 0.0, "mlm_accuracy": 0.0, "nsp_accuracy": 0.0}
+        targets = []
+        for _ in range(16):  # 16 x 32 = 512 held-out pairs
+            batch = bert_batch(next_sentence_pairs(valid_ids, 32, 30, generator), special, generator)
+            for key, value in bert_losses(model, batch).items():
+                if key in totals:
+                    totals[key] += float(value) / 16
+            targets.append(batch["mlm_labels"][batch["mlm_labels"] != -100])
+        targets = torch.cat(targets)
+        k, unigram = best_add_k(UnigramLM, train_ids, targets, vocab)
+        most_frequent = int(torch.bincount(train_ids, minlength=vocab).argmax())
+        return {**{key: round(v, 4) for key, v in totals.items()}, "masked_tokens": len(targets),
+                "unigram_mlm_loss": round(unigram, 4), "unigram_k": k,
+                "unigram_mlm_accuracy": round(float((targets == most_frequent).float().mean()), 4),
+                "nsp_chance_accuracy": 0.5}
+    if kind == "transformer_xl":
+        rows = 4
+        length = (min(len(valid_ids), 32_768) - 1) // rows // 64 * 64  # whole segments
+        stream = valid_ids[:rows * length + 1]
+        inputs = torch.stack([stream[r * length:(r + 1) * length] for r in range(rows)])  # [rows, length]
+        targets = torch.stack([stream[r * length + 1:(r + 1) * length + 1] for r in range(rows)])
+        with_memory = float(model.forward_in_segments(inputs, labels=targets).loss)
+        segments = [model(inputs[:, s:s + 64], labels=targets[:, s:s + 64]).loss for s in range(0, length, 64)]
+        without_memory = float(torch.stack(segments).mean())
+        tokens = torch.cat([torch.cat([inputs[r, :1], targets[r]]) for r in range(rows)])
+        result = {"loss_with_memory": round(with_memory, 4), "loss_without_memory": round(without_memory, 4),
+                  "perplexity_with_memory": round(perplexity(with_memory), 2),
+                  "perplexity_without_memory": round(perplexity(without_memory), 2), "tokens": rows * length}
+        return {**result, **baselines(train_ids, tokens, vocab)}
+    windows = valid_ids[:256 * 129].view(256, 129)  # 256 windows of 128 predicted tokens
+    tokens = valid_ids[:256 * 129]
+    if kind == "gpt":
+        loss = sum(float(lm_window_loss(kind, model, w)) for w in windows.split(32)) / 8
+        return {"loss": round(loss, 4), "perplexity": round(perplexity(loss), 2), "bits_per_token":
+                round(loss / math.log(2), 4), "tokens": 256 * 128, **baselines(train_ids, tokens, vocab)}
+    forward = backward = 0.0  # ELMo: each direction on its own
+    for w in windows.split(32):
+        logits = model(w, compute_loss=False).logits  # [2, batch, tokens, vocab]
+        forward += float(F.cross_entropy(logits[0][:, :-1].flatten(0, 1), w[:, 1:].flatten())) / 8
+        backward += float(F.cross_entropy(logits[1][:, 1:].flatten(0, 1), w[:, :-1].flatten())) / 8
+    reverse = baselines(train_ids.flip(0), tokens.flip(0), vocab)
+    return {"forward_loss": round(forward, 4), "backward_loss": round(backward, 4),
+            "forward_perplexity": round(perplexity(forward), 2), "backward_perplexity": round(perplexity(backward), 2),
+            "tokens": 256 * 129, **baselines(train_ids, tokens, vocab),
+            "backward_bigram_loss": reverse["bigram_loss"], "backward_bigram_k": reverse["bigram_k"]}
+
+
+def baselines(train_ids: torch.Tensor, heldout: torch.Tensor, vocab: int) -> dict:
+    """Unigram and bigram add-k cross-entropies (k tuned on held-out, to favour the baseline) on ``heldout``."""
+    unigram_k, unigram = best_add_k(UnigramLM, train_ids, heldout, vocab)
+    bigram_k, bigram = best_add_k(BigramLM, train_ids, heldout, vocab)
+    return {"unigram_loss": round(unigram, 4), "unigram_k": unigram_k,
+            "unigram_perplexity": round(perplexity(unigram), 2),
+            "bigram_loss": round(bigram, 4), "bigram_k": bigram_k, "bigram_perplexity": round(perplexity(bigram), 2)}
+
+
+def plot_curve(rows: list[dict], path: Path, title: str) -> None:
+    """Training and held-out (reference slice) loss against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([r["step"] for r in rows], [r["train_loss"] for r in rows], label="training (mean since last point)")
+    ax.plot([r["step"] for r in rows], [r["reference_loss"] for r in rows], "o-", ms=3, label="held-out slice")
+    ax.set(xlabel="step", ylabel="loss (nats)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=NAMES)
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this much training time (resumable)")
+    parser.add_argument("--resume", action="store_true", help="continue from runs/pretrain/NAME/state.pt")
+    parser.add_argument("--steps", type=int, default=None, help="override the recipe's step count (smoke tests)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the recorded times use 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "pretrain")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    kind, recipe = KIND_OF[args.name], RECIPES[args.name]
+    if args.steps is not None:
+        recipe.steps, recipe.warmup, recipe.eval_every = args.steps, min(recipe.warmup, args.steps), args.steps
+    tokenizer = load_tokenizer(recipe.tokenizer)
+    special = SpecialIds.from_tokenizer(tokenizer) if kind == "bert" else None
+    train_ids = encode_corpus(load_shakespeare("train"), tokenizer)
+    valid_ids = encode_corpus(load_shakespeare("valid"), tokenizer)
+
+    torch.manual_seed(recipe.seed)
+    model = build_model(kind, recipe.config)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
+    state_path = args.runs / args.name / "state.pt"
+    step, seconds, curve = 0, 0.0, []
+    if args.resume:
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        step, seconds, curve = state["step"], state["seconds"], state["curve"]
+        print(f"resumed {args.name} at step {step} ({seconds:.0f} s trained)")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.name}: {kind}, {n_params / 1e6:.2f}M parameters, {recipe.steps} steps, "
+          f"{len(train_ids):,} training tokens, {torch.get_num_threads()} thread(s)")
+
+    def save_state():
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                    "step": step, "seconds": seconds, "curve": curve}, state_path)
+
+    start, running = time.perf_counter() - seconds, []
+    deadline = None if args.minutes is None else time.perf_counter() + 60 * args.minutes
+    bar = tqdm(total=recipe.steps, initial=step, desc=args.name)
+    model.train()
+    while step < recipe.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(recipe, step)
+        loss = batch_loss(kind, model, training_batch(kind, recipe, train_ids, special, step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        running.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{running[-1]:.3f}")
+        if step % recipe.eval_every == 0 or step == recipe.steps:
+            seconds = time.perf_counter() - start
+            curve.append({"step": step, "seconds": round(seconds, 1), "lr": learning_rate(recipe, step - 1),
+                          "train_loss": round(sum(running) / len(running), 4),
+                          "reference_loss": round(reference_loss(kind, model, tokenizer), 4)})
+            running = []
+            model.train()
+            save_state()
+        if deadline is not None and time.perf_counter() > deadline and step < recipe.steps:
+            seconds = time.perf_counter() - start
+            save_state()
+            bar.close()
+            print(f"stopped at step {step} after {seconds:.0f} s; continue with: "
+                  f"python scripts/pretrain.py {args.name} --resume")
+            return 0
+    bar.close()
+    train_seconds = time.perf_counter() - start
+
+    evaluation = evaluate(kind, model, train_ids, valid_ids, special, tokenizer.get_vocab_size())
+    evaluation["reference_loss"] = reference_loss(kind, model, tokenizer)  # exact value the tests re-check
+    command = f"python scripts/pretrain.py {args.name}" + (f" --steps {args.steps}" if args.steps else "")
+    metadata = {"name": args.name, "kind": kind, "tokenizer": recipe.tokenizer, "parameters": n_params,
+                "training": {"command": command, "train_seconds": round(train_seconds, 1),
+                             "threads": torch.get_num_threads(), "torch": torch.__version__,
+                             "recipe": {k: v for k, v in asdict(recipe).items() if k != "config"}},
+                "evaluation": evaluation}
+    folder = args.out / args.name
+    save_checkpoint(model, folder, metadata)
+    with open(folder / "curve.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    plot_curve(curve, folder / "curve.png", f"{args.name}: {n_params / 1e6:.2f}M parameters")
+    print(f"trained in {train_seconds:.0f} s; held-out: {evaluation}")
+    for file in ("model.safetensors", "config.json"):
+        print(f"{sha256_file(folder / file)}  checkpoints/{args.name}/{file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
