@@ -140,3 +140,22 @@ def test_bucketed_shuffle_is_random_complete_and_pads_little():
     assert sorted(torch.cat([b["labels"] for b in bucketed]).tolist()) == sorted(data.labels)
     padding = lambda loader: sum(int((b["attention_mask"] == 0).sum()) for b in loader)  # noqa: E731
     assert padding(bucketed) < padding(plain) / 3
+
+
+def test_free_memory_lets_an_unreferenced_model_go():
+    import gc
+    import weakref
+
+    from course_lib.runtime import free_memory
+
+    model = nn.Linear(512, 512)
+    model.cycle = model  # a reference cycle: only the garbage collector frees it
+    alive = weakref.ref(model)
+    gc.disable()
+    try:
+        del model
+        assert alive() is not None
+        free_memory()
+        assert alive() is None
+    finally:
+        gc.enable()
