@@ -103,9 +103,10 @@ def test_fit_learns_spam_and_records_history():
 
 def test_fit_with_lm_loss_and_max_steps():
     torch.manual_seed(0)
-    model = nn.Sequential()  # a bigram model: embedding straight to logits
 
     class Bigram(nn.Module):
+        """A bigram model: embedding straight to logits."""
+
         def __init__(self):
             super().__init__()
             self.table = nn.Embedding(20, 20)
