@@ -65,7 +65,7 @@ GPT_SIZE = {"vocab_size": 8192, "context_length": 128, "dim": 128, "n_layers": 4
             "attn_dropout": 0.1}
 RECIPES = {
     "bert": Recipe("wordpiece", {"vocab_size": 8192, "context_length": 64, "dim": 128, "n_layers": 4, "n_heads": 4,
-                                 "dropout": 0.1, "attn_dropout": 0.1}, steps=2500, batch_size=32, length=30, lr=1e-3,
+                                 "dropout": 0.1, "attn_dropout": 0.1}, steps=5000, batch_size=32, length=30, lr=1e-3,
                    mlm_probability=0.4),
     "gpt2": Recipe("bpe", {**GPT_SIZE, "pre_norm": True, "final_norm": True, "scale_residual_init": True},
                    steps=1000, batch_size=16, length=128, lr=2e-3),
@@ -73,7 +73,7 @@ RECIPES = {
                    steps=1000, batch_size=16, length=128, lr=1e-3),
     "transformer-xl": Recipe("bpe", {"vocab_size": 8192, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 32,
                                      "d_inner": 512, "dropout": 0.1, "dropatt": 0.0, "tgt_len": 64, "mem_len": 64},
-                             steps=400, batch_size=8, length=256, lr=1e-3),
+                             steps=1600, batch_size=8, length=256, lr=1e-3),
     "elmo": Recipe("wordpiece", {"vocab_size": 8192, "dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
                    steps=800, batch_size=16, length=64, lr=2e-3),
 }
