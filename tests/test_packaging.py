@@ -1,13 +1,20 @@
-"""pyproject.toml and environment.yml name the same requirements with the same floors; the wheel carries data/."""
+"""pyproject.toml, environment.yml and constraints/floors.txt name the same requirements and floors; the wheel
+carries data/."""
 
+import importlib.util
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomllib is new in 3.11 (pyproject's test extra brings tomli there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name where they differ
@@ -47,6 +54,32 @@ def test_environment_yml_matches_pyproject():
     conda = conda_requirements()
     expected = {CONDA_NAMES.get(name, name): floor for name, floor in pyproject.items()}
     assert conda == expected
+
+
+def floors_script():
+    """scripts/floors.py as a module."""
+    spec = importlib.util.spec_from_file_location("floors", ROOT / "scripts" / "floors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_floors_constraints_pin_every_requirement_at_its_floor():
+    lines = [line for line in (ROOT / "constraints" / "floors.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    pins = dict(parse(line.split(";")[0]) for line in lines)
+    assert pins == {name: "==" + floor.removeprefix(">=") for name, floor in pyproject_requirements().items()}, (
+        "constraints/floors.txt is out of step with pyproject.toml: run python scripts/floors.py")
+    assert (ROOT / "constraints" / "floors.txt").read_text() == floors_script().floors_text()
+    assert "tomli==2.0 ; python_version < '3.11'" in lines  # a requirement's environment marker is kept
+
+
+def test_floors_script_refuses_a_requirement_without_a_floor():
+    script = floors_script()
+    assert script.floor_pin("numpy >= 1.24") == "numpy==1.24"
+    for bad in ("numpy", "numpy>=1.24,<3", "numpy<3"):
+        with pytest.raises(ValueError, match="no single '>=' floor"):
+            script.floor_pin(bad)
 
 
 def test_no_exact_pins_in_the_package_requirements():
