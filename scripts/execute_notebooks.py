@@ -4,9 +4,14 @@
     python scripts/execute_notebooks.py                      # every notebook in notebooks/
     python scripts/execute_notebooks.py notebooks/00_*.ipynb
 
-Each notebook runs in a fresh kernel from the notebooks/ folder with strict grading (COURSE_STRICT=1), so a reference
-solution that fails its check stops the run. Progress-bar widgets (tqdm) are dropped from the stored outputs: they are
-only meaningful while a cell runs, and on GitHub they would show a frozen "0%".
+Each notebook runs in a fresh kernel from its own folder with strict grading (COURSE_STRICT=1), so a reference solution
+that fails its check stops the run. Stored outputs are made for a reader without a kernel (GitHub, a fresh clone):
+
+- progress-bar widgets (tqdm) are dropped: only meaningful while a cell runs, stored they show a frozen "0%";
+- every other widget keeps only its fallback (e.g. the explorer's picture and hint): a stored widget view can never
+  render (its kernel is gone), JupyterLab would show "Error displaying widget: model not found";
+- the kernelspec is ipykernel's own ("Python 3 (ipykernel)"): any other display name makes JupyterLab rewrite it on
+  opening and mark the notebook modified.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET = "application/vnd.jupyter.widget-view+json"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}  # as ipykernel installs
 
 
 def is_progress_bar(output) -> bool:
@@ -29,21 +35,40 @@ def is_progress_bar(output) -> bool:
     return WIDGET in data and re.search(r"\d+%\|", data.get("text/plain", "")) is not None
 
 
+def store_for_readers(nb: nbformat.NotebookNode) -> tuple[int, list[int]]:
+    """Drop progress bars, strip widget views (keep their fallback); returns (bars dropped, cells of bare widgets)."""
+    dropped, bare = 0, []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            if is_progress_bar(output):
+                dropped += 1
+                continue
+            data = output.get("data", {})
+            if WIDGET in data:
+                del data[WIDGET]
+                if set(data) <= {"text/plain"}:
+                    bare.append(index)  # a reader sees only the widget's repr, e.g. "VBox(children=...)"
+            kept.append(output)
+        cell.outputs = kept
+        cell.metadata.pop("execution", None)  # per-cell timestamps: noise in every diff
+    nb.metadata.pop("widgets", None)  # widget state: nothing stored refers to it any more
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    return dropped, bare
+
+
 def execute(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     os.environ["COURSE_STRICT"] = "1"
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    dropped = 0
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            kept = [o for o in cell.outputs if not is_progress_bar(o)]
-            dropped += len(cell.outputs) - len(kept)
-            cell.outputs = kept
-            cell.metadata.pop("execution", None)  # per-cell timestamps: noise in every diff
-    nb.metadata.pop("widgets", None)  # the dropped bars' state; notebooks that keep live widgets re-run them
+    dropped, bare = store_for_readers(nb)
     nbformat.write(nb, path)
-    print(f"{path.relative_to(ROOT)}: executed, {dropped} progress bars dropped")
+    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"{name}: executed, {dropped} progress bars dropped")
+    if bare:
+        print(f"{name}: cells {bare} show widgets without a picture; readers without a kernel see only their repr")
 
 
 if __name__ == "__main__":

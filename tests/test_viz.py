@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import importlib.util
+import io
 import json
 import math
+import re
+from html import escape
+from pathlib import Path
 from unittest import mock
 
 import matplotlib
@@ -15,7 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
 
-from course_lib.viz import bertviz_views, plots  # noqa: E402
+from course_lib.viz import bertviz_views, plots, view_pictures  # noqa: E402
 from course_lib.viz.attention_data import (  # noqa: E402
     attention_tuple,
     encode_text,
@@ -24,7 +30,7 @@ from course_lib.viz.attention_data import (  # noqa: E402
     sentence_b_start_from_type_ids,
     tokenize,
 )
-from course_lib.viz.explorer import MEAN_OF_HEADS, AttentionExplorer  # noqa: E402
+from course_lib.viz.explorer import EXPLORER_HINT, MEAN_OF_HEADS, WIDGET_VIEW, AttentionExplorer  # noqa: E402
 
 WORDS = "[PAD] [UNK] [CLS] [SEP] the cat sat on mat it was tired a dog ran </script>".split()
 
@@ -151,7 +157,7 @@ def test_head_view_html_embeds_one_rounded_example_and_a_require_loader():
     assert html.count("<script") == 1 and "<script src" not in html
     assert bertviz_views.REQUIREJS_URL in html and "window.requirejs" in html
     assert html.count("</script>") == 1  # the token "</script>" was escaped inside the script
-    assert html.startswith('<div id="bertviz-') and params["root_div_id"] in html
+    assert html.startswith('<div id="fallback-bertviz-') and f'<div id="{params["root_div_id"]}"' in html
 
 
 def test_head_view_sentence_pair_blocks_follow_sentence_b_start():
@@ -196,7 +202,8 @@ def test_rounding_shrinks_the_stored_view():
     attentions, tokens = random_attentions(batch=1, layers=2, heads=4, tokens=12), [f"t{i}" for i in range(12)]
     full = bertviz_views.head_view_html(attentions, tokens, decimals=None)
     short = bertviz_views.head_view_html(attentions, tokens)
-    assert len(short) < 0.6 * len(full)
+    script = lambda html: html[html.index("<script"):]  # noqa: E731 (the picture is the same size either way)
+    assert len(script(short)) < 0.6 * len(script(full))
 
 
 def test_head_view_displays_a_single_html_output():
@@ -204,6 +211,75 @@ def test_head_view_displays_a_single_html_output():
         bertviz_views.head_view(random_attentions(batch=1, tokens=3), ["a", "b", "c"])
     (shown,), _ = display.call_args
     assert display.call_count == 1 and "<script" in shown.data
+
+
+# ---------------------------------------------------------------- pictures for readers without a kernel
+
+
+def data_uri_png(html: str) -> bytes:
+    """The one data-URI PNG in ``html`` (a view's or the explorer's fallback picture)."""
+    (encoded,) = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    return base64.b64decode(encoded)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).size
+
+
+def assert_picture_then_hidden_view(html: str, root_id: str) -> None:
+    """Picture + hint first (shown without scripts), then the view hidden until its script reveals it."""
+    fallback = html.index(f'<div id="fallback-{root_id}"')
+    live = html.index(f'<div id="live-{root_id}" style="display:none">')
+    assert fallback == 0 and live < html.index(f'<div id="{root_id}"') < html.index("<script")
+    assert data_uri_png(html).startswith(b"\x89PNG") and escape(view_pictures.BERTVIZ_HINT) in html
+    script = html[html.index("<script"):]
+    # Once bertviz has drawn an SVG, the script hides the picture and shows the view.
+    assert f'getElementById("fallback-{root_id}")' in script and 'fallback.style.display = "none"' in script
+    assert f'getElementById("live-{root_id}")' in script and 'live.style.display = ""' in script
+    assert "new MutationObserver(update)" in script and 'root.querySelector("svg")' in script
+
+
+def line_opacities(ax) -> np.ndarray:
+    """The alpha of every line drawn on ``ax`` (one LineCollection per head), concatenated."""
+    from matplotlib.collections import LineCollection
+
+    return np.concatenate([c.get_colors()[:, 3] for c in ax.collections if isinstance(c, LineCollection)])
+
+
+def test_head_and_model_views_start_with_a_picture_and_a_hint_that_the_script_hides():
+    attentions = random_attentions(batch=1, layers=3, heads=4, tokens=5)
+    tokens = ["[CLS]", "the", "cat", "sat", "[SEP]"]
+    for html in (bertviz_views.head_view_html(attentions, tokens, layer=1),
+                 bertviz_views.model_view_html(attentions, tokens, layers=[0, 2])):
+        assert_picture_then_hidden_view(html, bertviz_views.params_of(html)["root_div_id"])
+        assert len(data_uri_png(html)) < 40_000  # a palette PNG at 80 dpi: small next to the view's own data
+    # The model view's picture is as wide as its 970 px drawing at most (about 960 px for 12 heads).
+    wide = bertviz_views.model_view_html(random_attentions(batch=1, layers=1, heads=12, tokens=5), tokens)
+    assert 900 <= png_size(data_uri_png(wide))[0] <= 970
+
+
+def test_head_view_picture_draws_the_first_layer_shown_with_bertviz_opacities():
+    attentions = random_attentions(batch=1, layers=3, heads=4, tokens=5)
+    tokens = list("abcde")
+    with mock.patch.object(bertviz_views, "head_view_figure", wraps=view_pictures.head_view_figure) as draw:
+        bertviz_views.head_view_html(attentions, tokens, layers=[1, 2], heads=[0, 3])
+    (weights, left, right, heads, layer), _ = draw.call_args
+    assert layer == 1 and list(heads) == [0, 3] and left == right == tokens
+    torch.testing.assert_close(weights, torch.round(attentions[1][0].double(), decimals=3))  # the stored weights
+    shown = line_opacities(view_pictures.head_view_figure(weights, left, right, heads, layer).axes[0])
+    expected = weights[[0, 3]].numpy().ravel() / 2  # bertviz: opacity = weight / number of heads shown
+    np.testing.assert_allclose(np.sort(shown), np.sort(expected[expected > 0.004]), atol=1e-6)
+
+
+def test_model_view_picture_has_one_thumbnail_per_layer_and_head():
+    attentions = [torch.rand(4, 5, 5).softmax(-1) for _ in range(2)]  # per shown layer [heads, query, key]
+    figure = view_pictures.model_view_figure(attentions, layers=[0, 5], heads=[0, 1, 2, 3])
+    assert len(figure.axes) == 8 and [ax.get_title() for ax in figure.axes[:4]] == ["0", "1", "2", "3"]
+    np.testing.assert_allclose(line_opacities(figure.axes[4 + 2]), attentions[1][2].numpy().ravel(), atol=1e-6)
+    with pytest.raises(ValueError, match="2 attention layers for 3 layer labels"):
+        view_pictures.model_view_figure(attentions, layers=[0, 1, 2], heads=[0])
 
 
 # ---------------------------------------------------------------- explorer
@@ -266,6 +342,63 @@ def test_explorer_takes_a_model_and_tokenizer(bert, tokenizer):
     assert explorer.layer.max == 1 and len(explorer.head.options) == 5
     with pytest.raises(ValueError, match="callable or a"):
         AttentionExplorer("not a model")
+
+
+def test_explorer_output_carries_a_picture_of_its_first_state_and_a_hint():
+    explorer = AttentionExplorer(fake_encoder([]), text="the cat sat on the mat", layer=1)
+    bundle = explorer._repr_mimebundle_()
+    # A live front end renders the widget (ipywidgets 7 and 8 use the same view spec).
+    assert bundle[WIDGET_VIEW] == {"version_major": 2, "version_minor": 0, "model_id": explorer.widget.model_id}
+    # A reader without a kernel sees both pictures, as the widgets show them now, and the hint.
+    picture = data_uri_png(bundle["text/html"])
+    heatmap, token_plot = png_size(bytes(explorer.heatmap.value)), png_size(bytes(explorer.token_plot.value))
+    assert png_size(picture) == (heatmap[0] + token_plot[0], max(heatmap[1], token_plot[1]))
+    assert escape(EXPLORER_HINT) in bundle["text/html"] and EXPLORER_HINT in bundle["text/plain"]
+    assert "VBox" not in bundle["text/plain"] and "<script" not in bundle["text/html"]
+    # Displaying the explorer goes through this bundle.
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(explorer)
+    assert data[WIDGET_VIEW]["model_id"] == explorer.widget.model_id and "text/html" in data
+
+
+def test_explorer_without_a_first_picture_still_shows_the_hint():
+    def broken(text, text_b=None):
+        raise ValueError("no model")
+
+    bundle = AttentionExplorer(broken)._repr_mimebundle_()
+    assert "<img" not in bundle["text/html"] and escape(EXPLORER_HINT) in bundle["text/html"]
+
+
+def load_execute_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "execute_notebooks.py"
+    spec = importlib.util.spec_from_file_location("execute_notebooks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_execute_script_stores_the_explorer_picture_not_its_widget_and_ipykernels_kernelspec():
+    import nbformat
+
+    script = load_execute_script()
+    explorer = AttentionExplorer(fake_encoder([]), text="the cat sat")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"},
+                                            "widgets": {"state": {}}})
+    bar = {WIDGET_VIEW: {"model_id": "1"}, "text/plain": "train:  40%|####      | 4/10"}
+    bare = {WIDGET_VIEW: {"model_id": "2"}, "text/plain": "VBox(children=(IntSlider(value=0),))"}
+    nb.cells = [nbformat.v4.new_code_cell("explorer", outputs=[
+                    nbformat.v4.new_output("display_data", data=bar),
+                    nbformat.v4.new_output("execute_result", data=explorer._repr_mimebundle_(), execution_count=1)]),
+                nbformat.v4.new_code_cell("slider", outputs=[nbformat.v4.new_output("display_data", data=bare)])]
+    dropped, bare_cells = script.store_for_readers(nb)
+    assert dropped == 1 and bare_cells == [1]
+    (stored,) = nb.cells[0].outputs
+    assert set(stored.data) == {"text/html", "text/plain"}  # no widget view: it could only say "model not found"
+    assert data_uri_png(stored.data["text/html"]).startswith(b"\x89PNG")
+    assert nb.metadata.kernelspec == {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    assert "widgets" not in nb.metadata
+    nbformat.validate(nb)
 
 
 # ---------------------------------------------------------------- static plots
@@ -344,6 +477,19 @@ def test_neuron_view_html_for_bert_pair_and_causal_gpt(bert, tokenizer):
     assert causal["bidirectional"] is False and "aa" not in causal["attention"]
 
 
+def test_neuron_view_starts_with_a_picture_of_the_chosen_head(bert, tokenizer):
+    from course_lib.viz.neuron_view import neuron_view_html
+
+    html = neuron_view_html(bert, tokenizer, "the cat sat", layer=1, head=2)
+    assert_picture_then_hidden_view(html, bertviz_views.params_of(html)["root_div_id"])
+    with mock.patch("course_lib.viz.neuron_view.neuron_view_figure", wraps=view_pictures.neuron_view_figure) as draw:
+        html = neuron_view_html(bert, tokenizer, "the cat sat", layer=1, head=2)
+    (weights, left, right, layer, head), _ = draw.call_args
+    attn = bertviz_views.params_of(html)["attention"]["all"]["attn"]  # per layer [heads, query, key]
+    assert torch.equal(weights.double(), torch.tensor(attn[1][2], dtype=torch.float64)) and (layer, head) == (1, 2)
+    assert left == right == ["[CLS]", "the", "cat", "sat", "[SEP]"]
+
+
 def test_neuron_view_rejects_models_without_course_attention(tokenizer):
     class NotCourse(torch.nn.Module):
         def __init__(self):
@@ -375,3 +521,18 @@ def test_viz_modules_do_not_import_course_models_or_pyplot_at_import_time():
                 continue
             for name in names:
                 assert not name.startswith(("course_lib.models", "matplotlib.pyplot")), f"{path.name} imports {name}"
+
+
+def test_nbval_sanitize_makes_two_runs_of_a_stored_view_compare_equal():
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((Path(__file__).parent / "nbval_sanitize.cfg").read_text())
+
+    def sanitize(text: str) -> str:
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    attentions, tokens = random_attentions(batch=1, tokens=3), ["a", "b", "c"]
+    first, second = (bertviz_views.head_view_html(attentions, tokens) for _ in range(2))
+    assert first != second and sanitize(first) == sanitize(second)  # random ids, incl. fallback-/live- ones

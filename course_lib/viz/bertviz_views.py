@@ -9,6 +9,10 @@ What these wrappers add to ``bertviz.head_view`` / ``bertviz.model_view``:
   JupyterLab tab the drawing script often runs before require.js arrived ("require is not defined") and nothing is
   drawn. The classic Notebook already has require.js, Colab and JupyterLab do not.
 
+- until bertviz has drawn, the output shows a static picture of the view's first state and a one-line hint
+  (``course_lib.viz.view_pictures``): a fresh clone is untrusted, JupyterLab strips its scripts and the view's
+  drop-downs would stay empty. The view's own controls stay hidden until its SVG exists.
+
 bertviz loads d3 and jQuery from cdnjs at view time; offline, use ``course_lib.viz.explorer`` (no CDN).
 """
 
@@ -18,8 +22,16 @@ import json
 from typing import Any, Sequence
 
 from IPython.display import HTML, display
+from matplotlib.figure import Figure
 
 from course_lib.viz.attention_data import check_sentence_b_start, check_tokens, one_example, rounded
+from course_lib.viz.view_pictures import (
+    BERTVIZ_HINT,
+    compact_png,
+    fallback_html,
+    head_view_figure,
+    model_view_figure,
+)
 
 # The same copy of require.js that bertviz itself asks for.
 REQUIREJS_URL = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"
@@ -27,9 +39,33 @@ REQUIREJS_URL = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require
 _SCRIPT_OPEN = '\n<script type="text/javascript">\n'
 _SCRIPT_CLOSE = "\n</script>\n"
 
-# Runs `draw` (bertviz's script) once `requirejs` exists; loads require.js at most once per page.
+# Runs `draw` (bertviz's script) once `requirejs` exists; loads require.js at most once per page. As soon as bertviz
+# has drawn its SVG, the view ("live-<root_id>") is shown and the static picture ("fallback-<root_id>") hidden.
+# The model view draws 970 px wide whatever the page: `fit` scales such a drawing down to its output's width (else
+# JupyterLab's ~850 px output area cuts off the 12th head column).
 _LOADER = """(function () {
   var root = document.getElementById("%(root_id)s");
+  var live = document.getElementById("live-%(root_id)s");
+  var fallback = document.getElementById("fallback-%(root_id)s");
+  var pixels = /^[0-9.]+$/;
+  function fit(svg) {
+    var width = svg.getAttribute("width"), height = svg.getAttribute("height");
+    if (pixels.test(width) && pixels.test(height) && !svg.hasAttribute("viewBox")) {
+      svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+      svg.style.maxWidth = "100%%";
+      svg.style.height = "auto";
+    }
+  }
+  function update() {
+    if (!root || !root.querySelector("svg")) { return; }
+    if (live) { live.style.display = ""; }
+    if (fallback) { fallback.style.display = "none"; }
+    root.querySelectorAll("#vis > svg").forEach(fit);
+  }
+  if (root) {
+    update();
+    new MutationObserver(update).observe(root, {childList: true, subtree: true});
+  }
   function draw() {
 %(script)s
   }
@@ -38,7 +74,8 @@ _LOADER = """(function () {
   }
   function report(message) {
     console.error(message);
-    if (root) { root.insertAdjacentText("beforeend", message); }
+    var shown = fallback || root;
+    if (shown) { shown.insertAdjacentText("beforeend", " " + message); }
   }
   if (typeof window.requirejs === "function" && typeof window.require === "function") { run(); return; }
   if (!window.courseLibRequirejs) {
@@ -58,10 +95,18 @@ _LOADER = """(function () {
 
 
 def wrap_with_require_loader(script: str, root_id: str, require_url: str = REQUIREJS_URL) -> str:
-    """A ``<script>`` that runs ``script`` once require.js is loaded (``root_id``: the div that shows errors)."""
+    """A ``<script>`` that runs ``script`` once require.js is loaded (``root_id``: the view's div)."""
     script = script.replace("</", "<\\/")  # a token such as "</script>" must not end the tag early
     body = _LOADER % {"root_id": root_id, "script": script, "require_url": require_url}
     return f'<script type="text/javascript">\n{body}\n</script>'
+
+
+def with_fallback(view: str, script: str, root_id: str, picture: Figure, hint: str = BERTVIZ_HINT) -> str:
+    """One output: the static picture + hint, the view's HTML (hidden until drawn), its script behind the loader."""
+    alt = "static picture of the bertviz view's first state"
+    return (fallback_html(compact_png(picture), f"fallback-{root_id}", hint, alt)
+            + f'<div id="live-{root_id}" style="display:none">{view}</div>'
+            + wrap_with_require_loader(script, root_id))
 
 
 def _split_bertviz_html(page: str) -> tuple[str, str]:
@@ -135,7 +180,9 @@ def head_view_html(
         include_layers=layers, html_action="return",
     ).data
     div, script = _split_bertviz_html(page)
-    return div + wrap_with_require_loader(_compact_params(script), _root_id(div))
+    first_layer = layer if layer is not None else (layers or [0])[0]
+    picture = head_view_figure(attentions[first_layer][0], tokens, tokens, heads or range(n_heads), first_layer)
+    return with_fallback(div, _compact_params(script), _root_id(div), picture)
 
 
 def model_view_html(
@@ -165,7 +212,10 @@ def model_view_html(
         include_layers=layers, include_heads=heads, html_action="return",
     ).data
     div, script = _split_bertviz_html(page)
-    return div + wrap_with_require_loader(_compact_params(script), _root_id(div))
+    layers = layers or list(range(len(attentions)))
+    heads = heads or list(range(attentions[0].size(1)))
+    picture = model_view_figure([attentions[layer][0][heads] for layer in layers], layers, heads)
+    return with_fallback(div, _compact_params(script), _root_id(div), picture)
 
 
 def head_view(source: Any, tokens: Sequence[str], **options: Any) -> None:

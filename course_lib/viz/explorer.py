@@ -3,6 +3,10 @@
 Type a text (or a sentence pair), press "Encode", then pick a layer, a head and a token. The left picture is the
 chosen head's ``[query, key]`` attention matrix; the right one shows what the chosen token attends to in every head
 of the layer. Pictures are PNG bytes in ``ipywidgets.Image``, so they render in JupyterLab, Notebook, Colab and VS Code.
+
+A widget lives only while its kernel runs. The explorer's output therefore also carries a picture of its first state
+and a hint (``text/html``, ``text/plain``); ``scripts/execute_notebooks.py`` stores only those, so a reader without a
+kernel (GitHub, a fresh clone) sees the picture, while a live run shows the widget (ipywidgets 7 and 8).
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from matplotlib.figure import Figure
 
 from course_lib.viz.attention_data import attention_tuple, check_tokens, make_encoder
 from course_lib.viz.plots import attention_heatmap, figure_png
+from course_lib.viz.view_pictures import fallback_html, side_by_side_png
 
 MEAN_OF_HEADS = -1  # the head selector's value for "average over all heads"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+EXPLORER_HINT = ("Picture of the explorer as it first appears. To explore, run the cells above, then this one "
+                 "(the widgets need a running kernel).")
 
 
 class AttentionExplorer:
@@ -79,11 +87,22 @@ class AttentionExplorer:
             selector.observe(lambda _change: self.redraw(), names="value")
         self.run(layer=layer, head=head, token=token)
 
-    def _ipython_display_(self):
-        """Show the widgets when the explorer is a cell's value (works on ipywidgets 7 and 8)."""
-        from IPython.display import display
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The widgets (a live front end shows them) plus a picture and a hint for readers without a kernel."""
+        alt = "static picture of the attention explorer's first state"
+        if self.attentions:
+            fallback = fallback_html(self.picture(), None, EXPLORER_HINT, alt)
+        else:  # nothing encoded yet: no picture to show
+            fallback = f'<div class="course-viz-hint">{html.escape(EXPLORER_HINT)}</div>'
+        return {
+            WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},  # ipywidgets 7, 8
+            "text/html": fallback,
+            "text/plain": f"AttentionExplorer: {EXPLORER_HINT}",
+        }
 
-        display(self.widget)
+    def picture(self) -> bytes:
+        """PNG of both pictures as they are now, side by side (the explorer's stored first state)."""
+        return side_by_side_png([self.heatmap.value, self.token_plot.value])
 
     def run(self, layer: int | None = None, head: int | None = None, token: int | None = None) -> None:
         """Encode the text box(es) and refresh every selector and picture; errors are shown, not raised."""
@@ -129,28 +148,37 @@ class AttentionExplorer:
 
     def _heatmap_png(self) -> bytes:
         """PNG of the chosen head's matrix with the chosen token's row outlined."""
-        head = "mean of heads" if self.head.value == MEAN_OF_HEADS else f"head {self.head.value}"
         figure = Figure(figsize=(4.6, 4.2), layout="constrained")
-        ax = figure.subplots()
-        attention_heatmap(ax, self.matrix, self.tokens, self.tokens, title=f"layer {self.layer.value}, {head}")
-        ax.axhline(self.token.value - 0.5, color="#d62728", linewidth=1.2)
-        ax.axhline(self.token.value + 0.5, color="#d62728", linewidth=1.2)
-        ax.set_xlabel("key (attended to)")
-        ax.set_ylabel("query (attending)")
+        self._draw_heatmap(figure.subplots())
         return figure_png(figure)
 
     def _token_png(self) -> bytes:
         """PNG of the chosen token's attention over the keys, one row per head of the chosen layer."""
-        n_heads = self.token_matrix.shape[0]
         figure = Figure(figsize=(4.6, 4.2), layout="constrained")
-        ax = figure.subplots()
+        self._draw_token_plot(figure.subplots())
+        return figure_png(figure)
+
+    def _draw_heatmap(self, ax) -> None:
+        """The chosen head's ``[query, key]`` matrix with the chosen token's row outlined."""
+        head = "mean of heads" if self.head.value == MEAN_OF_HEADS else f"head {self.head.value}"
+        image = attention_heatmap(ax, self.matrix, self.tokens, self.tokens, title=f"layer {self.layer.value}, {head}")
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
+        ax.axhline(self.token.value - 0.5, color="#d62728", linewidth=1.2)
+        ax.axhline(self.token.value + 0.5, color="#d62728", linewidth=1.2)
+        ax.set_xlabel("key (attended to)")
+        ax.set_ylabel("query (attending)")
+
+    def _draw_token_plot(self, ax) -> None:
+        """The chosen token's attention over the keys, one row per head of the chosen layer."""
+        n_heads = self.token_matrix.shape[0]
         labels = [str(index) for index in range(n_heads)]
         word = self.tokens[self.token.value]
-        attention_heatmap(ax, self.token_matrix, labels, self.tokens, title=f"'{word}' in every head of the layer")
+        title = f"'{word}' in every head of the layer"
+        image = attention_heatmap(ax, self.token_matrix, labels, self.tokens, title=title)
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
         ax.set_aspect("auto")
         ax.set_xlabel("key (attended to)")
         ax.set_ylabel("head")
         if self.head.value != MEAN_OF_HEADS:
             ax.axhline(self.head.value - 0.5, color="#d62728", linewidth=1.2)
             ax.axhline(self.head.value + 0.5, color="#d62728", linewidth=1.2)
-        return figure_png(figure)

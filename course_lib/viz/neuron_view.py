@@ -3,7 +3,8 @@
 For each token the view shows its query q, every key k, the product q * k element by element, the score q.k and the
 softmax over the keys (Vaswani et al. 2017, Eq. 1). bertviz computes q and k with its own copy of old Hugging Face
 models; here they are read from a course_lib model with forward hooks on each ``MultiHeadAttention``'s ``query``
-and ``key`` projections (the projections' outputs, split into heads exactly as the model splits them).
+and ``key`` projections (the projections' outputs, split into heads exactly as the model splits them). Until the
+script runs, the output shows a static picture of the chosen head's attention (``course_lib.viz.view_pictures``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from IPython.display import HTML, display
 
 from course_lib.viz.attention_data import check_sentence_b_start, rounded, sentence_b_start_from_type_ids, tokenize
-from course_lib.viz.bertviz_views import wrap_with_require_loader
+from course_lib.viz.bertviz_views import with_fallback
+from course_lib.viz.view_pictures import neuron_view_figure
 
 # The controls bertviz's neuron_view.js expects inside its root div (same ids as bertviz.neuron_view.show).
 _CONTROLS = """<div id="{root_id}" style="padding:8px;font-family:'Helvetica Neue', Helvetica, Arial, sans-serif;">
@@ -145,7 +147,8 @@ def neuron_view_html(
         raise RuntimeError("this bertviz version's neuron_view.js differs from bertviz 1.4; please report it")
     script = script.replace(marker, "const params = " + json.dumps(params, separators=(",", ":")))
     controls = _CONTROLS.format(root_id=root_id, pair_filter=_PAIR_FILTER if sentence_b_start is not None else "")
-    return controls + wrap_with_require_loader(script, root_id)
+    picture = neuron_view_figure(attn[layer][head], tokens, tokens, layer, head)  # the collapsed first state
+    return with_fallback(controls, script, root_id, picture)
 
 
 def neuron_view(model: torch.nn.Module, tokenizer: Any, text: str, text_b: str | None = None, **options: Any) -> None:

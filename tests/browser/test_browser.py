@@ -1,5 +1,9 @@
 """A real browser: JupyterLab runs explorer_demo.ipynb in headless Chromium; the views draw, the explorer reacts.
 
+A second test opens a copy executed by ``scripts/execute_notebooks.py`` as a fresh clone (untrusted, no kernel has run
+it): every bertviz view and the explorer must show a picture and a hint, and the notebook must not be marked modified;
+after "Trust Notebook" the views draw and hide their pictures. Screenshots are kept in ``$COURSE_SCREENSHOTS`` (if set).
+
 Needs Debian's ``chromium`` (never a downloaded browser) and the ``playwright`` Python package; skipped without them.
 bertviz asks cdnjs for require.js, d3 and jQuery: the test answers from Debian's copies (libjs-requirejs, node-d3,
 libjs-jquery) and aborts every other request that leaves localhost.
@@ -39,7 +43,9 @@ LOCAL_JS = {  # file name bertviz asks cdnjs for -> the Debian package's copy
     "jquery.min.js": Path("/usr/share/javascript/jquery/jquery.min.js"),  # libjs-jquery
 }
 SENTENCE_TOKENS = ["[CLS]", "the", "cat", "sat", "on", "mat", ".", "[SEP]"]  # "The cat sat on the mat."
-MINILM_LAYERS = 6
+MINILM_LAYERS, MINILM_HEADS = 6, 12
+VIEW_CELLS = {1: "head view", 2: "model view", 3: "neuron view"}  # explorer_demo's code cells (0: setup)
+EXPLORER_CELL = 4
 TIMEOUT_MS = 90_000
 
 if not CHROMIUM.exists():
@@ -82,6 +88,7 @@ def jupyterlab(tmp_path_factory):
     env = dict(
         os.environ,
         JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),  # its own trust database: "Trust Notebook" here trusts nothing elsewhere
         JUPYTER_RUNTIME_DIR=str(home / "runtime"),
         JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
@@ -112,7 +119,7 @@ def jupyterlab(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"JupyterLab did not answer in 60 s:\n{(home / 'jupyterlab.log').read_text()}")
             time.sleep(0.25)
-        yield base, token, home / "jupyterlab.log"
+        yield base, token, home / "jupyterlab.log", root
     finally:
         server.send_signal(signal.SIGTERM)  # the server shuts its kernels down
         try:
@@ -129,7 +136,7 @@ def fulfill_locally(route) -> None:
     route.fulfill(path=str(LOCAL_JS[name]), content_type="application/javascript")
 
 
-def serve_offline(context, cdn_hits: list, held: list, blocked: list) -> None:
+def serve_offline(context, cdn_hits: list, held: list, blocked: list, hold_require: bool = True) -> None:
     """Let localhost through, answer cdnjs from LOCAL_JS, abort anything else.
 
     require.js is HELD (appended to ``held``) until the test releases it: the slowest network possible, so every
@@ -144,7 +151,7 @@ def serve_offline(context, cdn_hits: list, held: list, blocked: list) -> None:
         name = urlparse(url).path.rsplit("/", 1)[-1]
         if host == "cdnjs.cloudflare.com" and name in LOCAL_JS:
             cdn_hits.append(name)
-            return held.append(route) if name == "require.min.js" else fulfill_locally(route)
+            return held.append(route) if name == "require.min.js" and hold_require else fulfill_locally(route)
         blocked.append(url)
         return route.abort()
 
@@ -180,7 +187,7 @@ NOTEBOOK_IDLE = """() => {
 
 
 def test_jupyterlab_draws_bertviz_and_the_explorer_reacts_to_the_layer_slider(jupyterlab):
-    base, token, log_path = jupyterlab
+    base, token, log_path, _root = jupyterlab
     cdn_hits, held, blocked, page_errors = [], [], [], []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
@@ -208,6 +215,7 @@ def test_jupyterlab_draws_bertviz_and_the_explorer_reacts_to_the_layer_slider(ju
             assert set(SENTENCE_TOKENS) <= set(words) and len(words) >= 2 * 9, words
             model_view_svg = page.locator('div[id^="bertviz-"]:not(:has(select#layer)) #vis svg')
             sync_api.expect(model_view_svg).to_have_count(1)
+            assert_drawn_views_replaced_their_pictures(page)
             words = page.wait_for_function(VIEW_TOKENS, arg="neuron", polling=250).json_value()
             assert set(SENTENCE_TOKENS) <= set(words), words
             # Neuron view: expand "cat" (+), hover it: bertviz computes q.k / sqrt(d) from the hooked queries and keys.
@@ -245,6 +253,128 @@ def test_jupyterlab_draws_bertviz_and_the_explorer_reacts_to_the_layer_slider(ju
             )
             assert heatmap.screenshot() != before_png
             assert not [error for error in page_errors if "require" in error or "bertviz" in error], page_errors
+        except Exception:
+            print(f"page errors: {page_errors}\nblocked: {blocked}\nJupyterLab log:\n{log_path.read_text()[-4000:]}")
+            raise
+        finally:
+            browser.close()
+
+
+# ---------------------------------------------------------------- a fresh clone: stored outputs, untrusted, no kernel
+
+OUTPUT_STATE = """(index) => {  // what code cell `index` shows: visible pictures, visible text, visible drop-downs
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets.filter(cell => cell.model.type === "code");
+  const area = cells[index].node.querySelector(".jp-OutputArea");
+  const visible = node => node.getClientRects().length > 0 && getComputedStyle(node).visibility !== "hidden";
+  const images = [...area.querySelectorAll("img")].filter(visible);
+  return {
+    pictures: images.filter(img => img.complete && img.naturalWidth > 0 && img.src.startsWith("data:image/png"))
+                    .map(img => [img.naturalWidth, img.naturalHeight]),
+    text: area.innerText,
+    selects: [...area.querySelectorAll("select")].filter(visible).length,
+    svgs: [...area.querySelectorAll("#vis svg")].filter(visible).length,  // bertviz's drawings
+    trusted: cells[index].model.trusted,
+  };
+}"""
+MODEL_VIEW_FITS = """() => {  // the model view's drawing, and the part of it its output area shows
+  const svg = [...document.querySelectorAll('div[id^="bertviz-"] #vis svg')]
+    .find(node => node.closest('div[id^="bertviz-"]').querySelector("select#layer") === null);
+  const area = svg.closest(".jp-OutputArea-output");
+  const drawn = svg.getBoundingClientRect(), shown = area.getBoundingClientRect();
+  const columns = [...svg.querySelectorAll("text")].filter(t => /^\\d+$/.test(t.textContent))
+    .map(t => t.getBoundingClientRect()).filter(r => Math.abs(r.top - drawn.top) < 40);
+  return {svgRight: drawn.right, areaRight: shown.right, scrollWidth: area.scrollWidth, clientWidth: area.clientWidth,
+          headLabelsRight: Math.max(...columns.map(r => r.right)), headLabels: columns.length};
+}"""
+NOTEBOOK_DIRTY = "() => window.jupyterapp.shell.currentWidget.context.model.dirty"
+KERNEL_IDLE = """() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;
+  return s.session && s.session.kernel && s.session.kernel.status === "idle"; }"""
+
+
+def assert_drawn_views_replaced_their_pictures(page) -> None:
+    """Once bertviz has drawn, each view's static picture and hint are hidden and its drop-downs are shown."""
+    from course_lib.viz.view_pictures import BERTVIZ_HINT
+
+    for index, name in VIEW_CELLS.items():
+        page.wait_for_function(f"(i) => ({OUTPUT_STATE})(i).svgs > 0", arg=index, polling=250)
+        state = page.evaluate(OUTPUT_STATE, index)
+        assert state["pictures"] == [] and BERTVIZ_HINT not in state["text"], (name, state)
+        assert state["selects"] >= (name != "model view"), (name, state)  # the model view has no layer drop-down
+    fits = page.evaluate(MODEL_VIEW_FITS)
+    assert fits["headLabels"] == MINILM_HEADS, fits  # bertviz wrote all 12 head numbers
+    assert fits["headLabelsRight"] <= fits["areaRight"] and fits["scrollWidth"] <= fits["clientWidth"], fits
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(jupyterlab, tmp_path_factory):
+    """explorer_demo.ipynb executed by scripts/execute_notebooks.py, placed in JupyterLab's root, never opened."""
+    *_, root = jupyterlab
+    work = tmp_path_factory.mktemp("executed") / "fresh_clone.ipynb"
+    shutil.copy(NOTEBOOK, work)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "execute_notebooks.py"), str(work)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.copy(work, root / work.name)
+    return work.name
+
+
+def screenshot_dir(tmp_path) -> Path:
+    """Where screenshots go: $COURSE_SCREENSHOTS when set (to look at them), else the test's tmp folder."""
+    folder = Path(os.environ.get("COURSE_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_fresh_untrusted_clone_shows_a_picture_and_a_hint_for_every_view_and_widget(jupyterlab, fresh_clone,
+                                                                                        tmp_path):
+    from course_lib.viz.explorer import EXPLORER_HINT
+    from course_lib.viz.view_pictures import BERTVIZ_HINT
+
+    base, token, log_path, _root = jupyterlab
+    shots = screenshot_dir(tmp_path)
+    cdn_hits, held, blocked, page_errors = [], [], [], []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 2400})  # the whole notebook on screen
+            serve_offline(context, cdn_hits, held, blocked, hold_require=False)
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            sync_api.expect.set_options(timeout=30_000)
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(f"{base}/lab/tree/{fresh_clone}?token={token}")
+            page.wait_for_function(
+                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                " && window.jupyterapp.shell.currentWidget.sessionContext"
+            )
+            page.wait_for_function(KERNEL_IDLE, polling=250)  # JupyterLab has compared the kernelspec by now
+            for index in (*VIEW_CELLS, EXPLORER_CELL):
+                page.wait_for_function(f"(i) => ({OUTPUT_STATE})(i).pictures.length > 0", arg=index, polling=250)
+            page.wait_for_timeout(500)  # let layout settle before the screenshot
+            page.screenshot(path=str(shots / "fresh_clone_untrusted.png"))
+
+            # Untrusted, no script ran: a picture and the hint, never empty drop-downs or a widget's repr.
+            for index, name in VIEW_CELLS.items():
+                state = page.evaluate(OUTPUT_STATE, index)
+                assert not state["trusted"], (name, state)
+                assert len(state["pictures"]) == 1 and BERTVIZ_HINT in state["text"], (name, state)
+                assert state["selects"] == 0 and state["svgs"] == 0, (name, state)
+            state = page.evaluate(OUTPUT_STATE, EXPLORER_CELL)
+            assert len(state["pictures"]) == 1 and EXPLORER_HINT in state["text"], state
+            assert "VBox(" not in state["text"] and "Error displaying widget" not in state["text"], state
+            assert cdn_hits == [], cdn_hits  # nothing ran
+            assert page.evaluate(NOTEBOOK_DIRTY) is False  # the stored kernelspec is the installed one
+
+            # Trusted (File > Trust Notebook): the stored scripts run, bertviz draws, every picture gives way.
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:trust'); }")  # waits for the dialog
+            page.locator(".jp-Dialog .jp-mod-accept").click()
+            assert_drawn_views_replaced_their_pictures(page)
+            state = page.evaluate(OUTPUT_STATE, EXPLORER_CELL)  # the widget itself is not stored: still the picture
+            assert len(state["pictures"]) == 1 and "Error displaying widget" not in state["text"], state
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / "fresh_clone_trusted.png"))
+            print(f"screenshots in {shots}")
         except Exception:
             print(f"page errors: {page_errors}\nblocked: {blocked}\nJupyterLab log:\n{log_path.read_text()[-4000:]}")
             raise
