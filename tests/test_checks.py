@@ -1,4 +1,7 @@
-"""Every check passes its reference solution and fails each known-wrong version with the expected message."""
+"""Every check passes its reference solution on drawn inputs and fails each known-wrong version with the right message.
+
+The fine-tuning check has its own file (test_grading_finetune.py).
+"""
 
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def attention(query, key, value, mask=None, *, scale=None, dim=-1, mask_mode="be
 
 
 def test_attention_reference_passes_both_mask_styles():
-    expect(check.scaled_dot_product_attention(attention), Outcome.PASSED, "match softmax")
+    for seed in range(4):
+        expect(check.scaled_dot_product_attention(attention, seed=seed), Outcome.PASSED, "match softmax")
     boolean = lambda q, k, v, mask=None: attention(q, k, v, mask, boolean=True)  # noqa: E731
     expect(check.scaled_dot_product_attention(boolean, mask_style="boolean"), Outcome.PASSED)
 
@@ -64,7 +68,7 @@ def test_attention_reference_passes_both_mask_styles():
 
 @pytest.mark.parametrize("mistake, message, hint", [
     (dict(scale=1.0), "looks like 'forgot sqrt(d_k)'", "divide the scores by sqrt(d_k)"),
-    (dict(scale=8.0), "looks like 'divided by d_k'", "not by d_k"),
+    (dict(scale="d_k"), "looks like 'divided by d_k'", "not by d_k"),
     (dict(dim=-2), "looks like 'softmax over the queries'", "dim=-1"),
     (dict(mask_mode="ignored"), "(4-D with a mask) wrong weights: this looks like 'mask ignored'", "not applied"),
     (dict(mask_mode="after_zero"), "looks like 'mask after softmax (zeroed)'", "*before* the softmax"),
@@ -72,7 +76,10 @@ def test_attention_reference_passes_both_mask_styles():
     (dict(mask_mode="minus"), "looks like 'mask with the wrong sign'", "you subtracted the mask"),
 ])
 def test_attention_known_mistakes(mistake, message, hint):
-    wrong = lambda q, k, v, mask=None: attention(q, k, v, mask, **mistake)  # noqa: E731
+    def wrong(q, k, v, mask=None):
+        options = {**mistake, "scale": q.shape[-1]} if mistake.get("scale") == "d_k" else mistake
+        return attention(q, k, v, mask, **options)
+
     expect(check.scaled_dot_product_attention(wrong), Outcome.FAILED, message, hint)
 
 
@@ -97,7 +104,9 @@ def test_attention_shape_mistakes():
     expect(check.scaled_dot_product_attention(lambda q, k, v, mask=None: attention(q, k, v, mask)[::-1]),
            Outcome.FAILED, "swapped order")
     expect(check.scaled_dot_product_attention(lambda q, k, v, mask=None: attention(q, k, v, mask)[0]),
-           Outcome.FAILED, "expected a pair (output, weights), got Tensor")
+           Outcome.FAILED, "should be a list of two tensors, got torch.Tensor")
+    expect(check.scaled_dot_product_attention(lambda q, k, v, mask=None: [t.tolist() for t in attention(q, k, v, mask)]),
+           Outcome.FAILED, "`output` should be a torch.Tensor, got list")
 
 
 def test_attention_wrong_output_with_right_weights():
@@ -136,13 +145,38 @@ def test_attention_none_nan_mutation_timeout_not_attempted_error():
         return scores.softmaks(dim=-1)
 
     expect(check.scaled_dot_product_attention(stub), Outcome.NOT_ATTEMPTED, "still raises NotImplementedError")
-    expect(check.scaled_dot_product_attention(forgot_return), Outcome.FAILED, "got NoneType")
-    expect(check.scaled_dot_product_attention(nan), Outcome.FAILED, "`weights` contains NaN")
-    expect(check.scaled_dot_product_attention(in_place), Outcome.FAILED, "changed its input `query` in place")
-    expect(check.scaled_dot_product_attention(endless, time_limit=0.2), Outcome.ERROR, "did not return within 0.2 s")
+    expect(check.scaled_dot_product_attention(forgot_return), Outcome.FAILED, "is None", "`return`")
+    result = check.scaled_dot_product_attention(nan)
+    expect(result, Outcome.FAILED, "(3-D, no mask)")
+    assert "`weights` contains NaN" in str(result) and "this case has no mask" in result.hint
+    assert "-inf *added*" not in result.hint  # not the mask hint for a case without a mask
+    expect(check.scaled_dot_product_attention(in_place), Outcome.FAILED, "changed its input `query`: `query` changed at")
+    expect(check.scaled_dot_product_attention(endless, time_limit=0.2), Outcome.TIMED_OUT, "took longer than 0.2 s")
     result = check.scaled_dot_product_attention(typo)
     expect(result, Outcome.ERROR, "AttributeError")
     assert result.student_line.endswith("in typo: return scores.softmaks(dim=-1)")
+
+
+def test_attention_nan_only_with_a_mask_gets_the_mask_hint():
+    def masked_nan(query, key, value, mask=None):
+        output, weights = attention(query, key, value, mask)
+        return output, weights if mask is None else weights * float("nan")
+
+    result = check.scaled_dot_product_attention(masked_nan)
+    expect(result, Outcome.FAILED, "(4-D with a mask)", "-inf *added*")
+
+
+def test_attention_shapes_vary_between_calls():
+    shapes = []
+
+    def spy(query, key, value, mask=None):
+        shapes.append((tuple(query.shape), tuple(key.shape), tuple(value.shape)))
+        return attention(query, key, value, mask)
+
+    for _ in range(3):
+        expect(check.scaled_dot_product_attention(spy), Outcome.PASSED)
+    assert len(set(shapes)) > 3
+    assert all(q[-2] != k[-2] != v[-1] != q[-2] for q, k, v in shapes)  # queries, keys, d_v all different
 
 
 def test_attention_usage_error_is_raised():
@@ -171,19 +205,20 @@ def masking(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0
 
 
 def test_masking_reference_passes():
-    expect(check.mlm_masking(mask_tokens), Outcome.PASSED, "special tokens never chosen")
+    for seed in range(3):
+        expect(check.mlm_masking(mask_tokens, seed=seed), Outcome.PASSED, "special tokens never chosen")
     expect(check.mlm_masking(masking), Outcome.PASSED)
 
 
 @pytest.mark.parametrize("mistake, message, hint", [
-    (dict(exclude_special=False), "holds [CLS] (id 101) but was chosen", "never choose special tokens"),
+    (dict(exclude_special=False), "but was chosen", "never choose special tokens"),
     (dict(split=(0.8, 0.8)), "not split 80/10/10", "forgot the 10% random"),
     (dict(split=(0.8, 1.0)), "not split 80/10/10", "forgot the 10% unchanged"),
     (dict(split=(1.0, 1.0)), "not split 80/10/10", "only [MASK]"),
     (dict(split=(0.8, 0.82)), "not split 80/10/10", "half of the 20%"),
     (dict(unlabelled=0), "should be -100 (not chosen)", "-100 where a token was not chosen"),
     (dict(labels_from="masked"), "or the original id", "*original* id"),
-    (dict(mlm_probability=0.3), "were chosen, expected 15.0%", "independently with probability"),
+    (dict(mlm_probability=0.3), "were chosen, expected 1", "independently with probability"),
     (dict(ignore_generator=True), "identically seeded generators", "generator=generator"),
 ])
 def test_masking_known_mistakes(mistake, message, hint):
@@ -215,7 +250,7 @@ def test_masking_more_mistakes():
     def same_random_id(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
         masked, labels = mask_tokens(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability, generator)
         random = (labels != -100) & (masked != input_ids) & (masked != mask_token_id)
-        return masked.masked_fill(random, 2000), labels
+        return masked.masked_fill(random, vocab_size - 1), labels
 
     def floats(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
         masked, labels = mask_tokens(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability, generator)
@@ -228,10 +263,10 @@ def test_masking_more_mistakes():
     def wrong_signature(input_ids, mask_id, vocab_size):
         return input_ids, input_ids
 
-    expect(check.mlm_masking(hard_coded), Outcome.FAILED, "(with mlm_probability=0.3)", "`mlm_probability` argument")
+    expect(check.mlm_masking(hard_coded, seed=0), Outcome.FAILED, "(with mlm_probability=0.", "`mlm_probability` argument")
     expect(check.mlm_masking(labels_everywhere), Outcome.FAILED, "labels are set at", "-100 where a token")
     expect(check.mlm_masking(only_masked_labelled), Outcome.FAILED, "but its label is -100", "set its label too")
-    expect(check.mlm_masking(in_place), Outcome.FAILED, "changed its input `input_ids` in place")
+    expect(check.mlm_masking(in_place), Outcome.FAILED, "changed its input `input_ids`: `input_ids` changed at")
     expect(check.mlm_masking(same_random_id), Outcome.FAILED, "use only 1 different ids", "one random id per position")
     expect(check.mlm_masking(floats), Outcome.FAILED, "`masked_input_ids` has the wrong dtype")
     expect(check.mlm_masking(lambda *a, **k: mask_tokens(*a, **k)[::-1]), Outcome.FAILED, "swapped order")
@@ -239,44 +274,65 @@ def test_masking_more_mistakes():
     expect(check.mlm_masking(wrong_signature), Outcome.FAILED, "signature does not accept")
 
 
-# --- fine-tuning metrics -------------------------------------------------------------------------------------------
-
-TRUTH = [0] * 87 + [1] * 13  # 87% ham, like the spam set
+BERT = dict(mask_token_id=103, vocab_size=30522, special_ids=(0, 101, 102))
 
 
-def test_metrics_pass_and_report_the_baseline():
-    predicted = [0] * 87 + [1] * 12 + [0]
-    result = check.classifier_metrics(TRUTH, torch.tensor(predicted), min_accuracy=0.98, min_f1=0.95)
-    expect(result, Outcome.PASSED, "accuracy 0.9900 (always-ham 0.8700), spam F1 0.9600")
+@pytest.mark.parametrize("ignored, message, hint", [
+    ("mask_token_id", "of the chosen tokens became id 103, but this call's mask_token_id is", "`mask_token_id` argument"),
+    ("vocab_size", "outside [0, vocab_size)", "`vocab_size` argument"),
+    ("special_ids", "but was chosen", "`special_ids` argument (here not BERT's 0/101/102)"),
+])
+def test_masking_hard_coded_bert_ids_fail(ignored, message, hint):
+    def bert_only(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
+        arguments = dict(mask_token_id=mask_token_id, vocab_size=vocab_size, special_ids=special_ids)
+        arguments[ignored] = BERT[ignored]
+        return mask_tokens(input_ids, mlm_probability=mlm_probability, generator=generator, **arguments)
+
+    for seed in range(3):
+        expect(check.mlm_masking(bert_only, seed=seed), Outcome.FAILED, message, hint)
 
 
-def test_metrics_failures():
-    always_ham = check.classifier_metrics(TRUTH, [0] * 100, min_accuracy=0.9, min_f1=0.5)
-    expect(always_ham, Outcome.FAILED, "below the threshold (accuracy and F1)", "answers 'ham'")
-    assert "always-ham baseline 0.8700" in str(always_ham) and "spam F1   0.0000" in str(always_ham)
-    weak = [0] * 80 + [1] * 7 + [1] * 13
-    expect(check.classifier_metrics(TRUTH, weak, min_accuracy=0.9, min_f1=0.9), Outcome.FAILED, "(spam F1)")
-    expect(check.classifier_metrics(TRUTH, torch.zeros(100, 2), min_accuracy=0.9, min_f1=0.5), Outcome.FAILED,
-           "look like scores per class", "argmax")
-    expect(check.classifier_metrics(TRUTH, [2] * 100, min_accuracy=0.9, min_f1=0.5), Outcome.FAILED,
-           "must be 0 (ham) or 1 (spam), got [2]")
-    expect(check.classifier_metrics(TRUTH, [0] * 99, min_accuracy=0.9, min_f1=0.5), Outcome.FAILED,
-           "99 predictions for 100 test labels")
-    expect(check.classifier_metrics(TRUTH, TRUTH, min_accuracy=0.9, min_f1=0.5, budget_seconds=60, seconds=75.0),
-           Outcome.FAILED, "training took 75.0 s, over the 60 s budget")
+def test_masking_all_bert_ids_hard_coded_fails():
+    def bert(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
+        return mask_tokens(input_ids, 103, 30522, (0, 101, 102), mlm_probability, generator)
+
+    expect(check.mlm_masking(bert), Outcome.FAILED)
 
 
-def test_metrics_with_a_training_function():
-    def stub():
-        # YOUR CODE HERE
-        raise NotImplementedError()
+def test_masking_random_ids_below_zero_are_out_of_range_not_swapped():
+    def from_minus_100(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
+        masked, labels = mask_tokens(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability, generator)
+        random = (labels != -100) & (masked != input_ids) & (masked != mask_token_id)
+        low = torch.randint(-100, vocab_size, input_ids.shape, generator=generator)
+        return torch.where(random, low.clamp(max=-1), masked), labels
 
-    expect(check.classifier_metrics(TRUTH, stub, min_accuracy=0.9, min_f1=0.5, budget_seconds=60),
-           Outcome.NOT_ATTEMPTED)
-    expect(check.classifier_metrics(TRUTH, lambda: TRUTH, min_accuracy=0.9, min_f1=0.5, budget_seconds=60),
-           Outcome.PASSED)
-    expect(check.classifier_metrics(TRUTH, None, min_accuracy=0.9, min_f1=0.5), Outcome.NOT_ATTEMPTED, "None")
-    with pytest.raises(ValueError, match="min_f1"):
-        check.classifier_metrics(TRUTH, TRUTH, min_accuracy=0.9, min_f1=95)
-    with pytest.raises(ValueError, match="y_true"):
-        check.classifier_metrics([0, 3], [0, 1], min_accuracy=0.9, min_f1=0.5)
+    result = check.mlm_masking(from_minus_100)
+    expect(result, Outcome.FAILED, "outside [0, vocab_size)", "torch.randint(vocab_size")
+    assert "swapped" not in str(result)
+    expect(check.mlm_masking(lambda *a, **k: mask_tokens(*a, **k)[::-1]), Outcome.FAILED, "swapped order")
+
+
+def test_masking_answers_of_the_wrong_kind():
+    class Ids(torch.Tensor):
+        pass
+
+    def subclass(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
+        masked, labels = mask_tokens(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability, generator)
+        return masked.as_subclass(Ids), labels
+
+    expect(check.mlm_masking(subclass), Outcome.FAILED, "a subclass of torch.Tensor")
+    expect(check.mlm_masking(lambda *a, **k: "masked"), Outcome.FAILED, "should be a list of two tensors, got str")
+    expect(check.mlm_masking(lambda *a, **k: [t.tolist() for t in mask_tokens(*a, **k)]), Outcome.FAILED,
+           "`masked_input_ids` should be a torch.Tensor, got list")
+
+
+def test_masking_vocabulary_varies_between_calls():
+    seen = set()
+
+    def spy(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None):
+        seen.add((mask_token_id, vocab_size, tuple(special_ids)))
+        return mask_tokens(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability, generator)
+
+    for _ in range(3):
+        expect(check.mlm_masking(spy), Outcome.PASSED)
+    assert len(seen) == 3 and not any({m, *s} & {0, 101, 102, 103} or v == 30522 for m, v, s in seen)

@@ -38,3 +38,51 @@ def test_committed_executed_in_order_and_small(path):
     assert counts == list(range(1, len(counts) + 1)), "executed top to bottom in one fresh kernel"
     assert path.stat().st_size < 3_000_000, "keep stored outputs small"
     assert not re.search(r"/(work|tmp|root|home)/[A-Za-z0-9_.-]+", "".join(source(c) for c in cells(path)))
+
+
+# --- the review of notebooks 00 and 02 (issue 13), made into rules so its kinds of mistake cannot come back -------
+
+def markdown(path):
+    return "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_markdown_hidden_in_code_cells(path):
+    """A heading commented out inside a code cell (``# ## 3. ...``) never renders: the section silently vanishes."""
+    hidden = [i for i, c in enumerate(cells(path))
+              if c["cell_type"] == "code" and re.search(r"^#\s*#{1,4}\s+\S", source(c), re.M)]
+    assert hidden == [], f"cells {hidden} hold a commented-out markdown heading: put it in a markdown cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_kernelspec_is_ipykernels(path):
+    """JupyterLab marks a notebook modified on opening when its stored kernelspec differs from the installed one."""
+    kernelspec = json.loads(path.read_text())["metadata"].get("kernelspec", {})
+    assert kernelspec.get("name") == "python3" and kernelspec.get("display_name") == "Python 3 (ipykernel)"
+
+
+# Numbers that look measured (0.xxx: an F1, an accuracy, a cosine) must be printed from the variables that hold them,
+# so prose and results cannot drift apart. A paper's number is quoted with its source, e.g. "74.7 (Table 5)".
+MEASURED_LOOKING = re.compile(r"(?<![\w.])0\.\d{3}(?!\d)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_prose_types_no_measured_numbers(path):
+    typed = sorted(set(MEASURED_LOOKING.findall(markdown(path))))
+    assert typed == [], f"markdown states measured-looking numbers {typed}: print them from variables (f-strings)"
+
+
+def png_width(encoded: str) -> int:
+    """Width in pixels of a base64 PNG (from its IHDR chunk)."""
+    import base64
+    import struct
+
+    return struct.unpack(">I", base64.b64decode(encoded[:64])[16:20])[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_figures_read_at_about_960_px(path):
+    """A wide figure shrunk to the page is unreadable: split panels instead (at most ~1200 px stored)."""
+    wide = [(i, png_width(output["data"]["image/png"])) for i, c in enumerate(cells(path)) if c["cell_type"] == "code"
+            for output in c.get("outputs", []) if "image/png" in output.get("data", {})]
+    assert [(i, width) for i, width in wide if width > 1200] == []

@@ -3,20 +3,24 @@
 The student's ``fn(query, key, value, mask=None)`` returns ``(output, weights)`` with
 ``weights = softmax(query @ key^T / sqrt(d_k) + mask)`` over the keys and ``output = weights @ value``.
 Shapes: query ``[..., queries, d_k]``, key ``[..., keys, d_k]``, value ``[..., keys, d_v]``, mask broadcastable to
-``[..., queries, keys]``. The reference is computed here with plain torch; wrong answers are compared with the known
-mistakes to give a hint.
+``[..., queries, keys]``. Every call draws fresh shapes (queries != keys != d_v, so a transposed or swapped answer
+is told apart) and values; the reference is computed here with plain torch on the same draw; wrong answers are
+compared with the known mistakes to give a hint.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 
 import torch
 
 from course_lib.grading.compare import assert_close, describe_difference, expect_tensor, is_close
-from course_lib.grading.registry import CheckUsageError, register
-from course_lib.grading.runner import CheckFailure, call_student
+from course_lib.grading.errors import CheckFailure, CheckUsageError
+from course_lib.grading.inputs import expect_exact_tensor, expect_sequence
+from course_lib.grading.registry import register
+from course_lib.grading.runner import call_student
 
 _SHAPE_ERROR_HINT = (
     "a shape mismatch in a matrix product: the scores are query @ key.transpose(-2, -1), i.e. "
@@ -68,30 +72,44 @@ _MISTAKES = [
 ]
 
 
+def _draw_shape(draw: random.Random, batch_dims: int) -> tuple[int, ...]:
+    """``(*batch, queries, keys, d_k, d_v)`` with queries, keys and d_v all different."""
+    queries, keys, d_v = draw.sample(range(2, 10), 3)
+    return (*[draw.randint(1, 3) for _ in range(batch_dims)], queries, keys, draw.choice([4, 8, 16]), d_v)
+
+
 @register("scaled_dot_product_attention", title="Scaled dot-product attention")
-def scaled_dot_product_attention(fn: Callable, *, mask_style: str = "additive", seed: int = 0) -> str:
-    """Grade ``fn(query, key, value, mask=None) -> (output, weights)`` on a 3-D case and a masked 4-D case.
+def scaled_dot_product_attention(fn: Callable, *, mask_style: str = "additive", seed: int | None = None) -> str:
+    """Grade ``fn(query, key, value, mask=None) -> (output, weights)`` on a drawn 3-D case and a masked 4-D case.
 
     ``mask_style="additive"``: the mask is a float tensor added to the scores (0 visible, -inf hidden).
     ``mask_style="boolean"``: the mask is a bool tensor, True where a query may attend (torch's convention).
     """
     if mask_style not in ("additive", "boolean"):
         raise CheckUsageError(f"mask_style must be 'additive' or 'boolean', got {mask_style!r}")
-    generator = torch.Generator().manual_seed(seed)
-    cases = [("3-D, no mask", (2, 3, 5, 8, 6), False), ("4-D with a mask", (2, 2, 4, 5, 8, 6), True)]
+    draw = random.Random(seed)
+    generator = torch.Generator().manual_seed(draw.randrange(2**31))
+    cases = [("3-D, no mask", _draw_shape(draw, 1), False), ("4-D with a mask", _draw_shape(draw, 2), True)]
     for label, shape, with_mask in cases:
         *batch, queries, keys, d_k, d_v = shape
-        query = 2 * torch.randn(*batch, queries, d_k, generator=generator)   # [..., queries, d_k]
-        key = 2 * torch.randn(*batch, keys, d_k, generator=generator)       # [..., keys, d_k]
-        value = torch.randn(*batch, keys, d_v, generator=generator)         # [..., keys, d_v]
+        scale = draw.uniform(0.5, 3.0)
+        query = scale * torch.randn(*batch, queries, d_k, generator=generator)   # [..., queries, d_k]
+        key = scale * torch.randn(*batch, keys, d_k, generator=generator)       # [..., keys, d_k]
+        value = torch.randn(*batch, keys, d_v, generator=generator)             # [..., keys, d_v]
         hidden, mask = None, None
         if with_mask:
-            hidden = torch.rand(batch[0], 1, queries, keys, generator=generator) < 0.4  # [batch, 1, queries, keys]
-            hidden[..., 0] = False  # every query sees at least one key
+            density = draw.uniform(0.2, 0.6)
+            hidden = torch.rand(batch[0], 1, queries, keys, generator=generator) < density  # [batch, 1, queries, keys]
+            hidden[..., draw.randrange(keys)] = False  # every query sees at least one key
             mask = ~hidden if mask_style == "boolean" else torch.zeros(hidden.shape).masked_fill(hidden, float("-inf"))
         arguments = (query, key, value) if mask is None else (query, key, value, mask)
         answer = call_student(fn, *arguments, error_hints=[(r"RuntimeError.*(size|shape)", _SHAPE_ERROR_HINT)])
-        _grade(answer, query, key, value, hidden, label)
+        try:
+            _grade(answer, query, key, value, hidden, label)
+        except CheckFailure as failure:  # name the case in every message
+            if not failure.message.startswith(f"({label})"):
+                failure.message = f"({label}) {failure.message}"
+            raise
     return "output and weights match softmax(query @ key^T / sqrt(d_k) + mask) @ value (3-D without mask, 4-D with)."
 
 
@@ -99,18 +117,18 @@ def _grade(answer: object, query: torch.Tensor, key: torch.Tensor, value: torch.
            hidden: torch.Tensor | None, label: str) -> None:
     """Compare one answer with the reference; name the known mistake it matches."""
     output_ref, weights_ref = _attention(query, key, value, hidden)
-    if isinstance(answer, torch.Tensor) or not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        got = f"a tuple of {len(answer)}" if isinstance(answer, (tuple, list)) else type(answer).__name__
-        raise CheckFailure(f"({label}) expected a pair (output, weights), got {got}.",
+    answer = expect_sequence(answer, f"({label}) your answer", "two tensors", hint="end with `return output, weights`.")
+    if len(answer) != 2:
+        raise CheckFailure(f"({label}) expected a pair (output, weights), got {len(answer)} items.",
                            hint="end with `return output, weights`.")
-    output, weights = answer
-    if (isinstance(output, torch.Tensor) and isinstance(weights, torch.Tensor)
-            and output.shape == weights_ref.shape and weights.shape == output_ref.shape):
+    output = expect_exact_tensor(answer[0], "output")
+    weights = expect_exact_tensor(answer[1], "weights")
+    if output.shape == weights_ref.shape and weights.shape == output_ref.shape:
         raise CheckFailure(f"({label}) output and weights came back in swapped order.",
                            hint="return `output, weights` (the output first).")
     transposed = tuple(weights_ref.shape[:-2]) + (weights_ref.shape[-1], weights_ref.shape[-2])
     shape_hint = None
-    if isinstance(weights, torch.Tensor) and tuple(weights.shape) == transposed:
+    if tuple(weights.shape) == transposed:
         shape_hint = "your weights are [..., keys, queries]: compute query @ key.transpose(-2, -1), not key @ query^T."
     weights = expect_tensor(weights, "weights", shape=tuple(weights_ref.shape), dtype=weights_ref.dtype,
                             finite=False, hint=shape_hint)
@@ -123,7 +141,10 @@ def _grade(answer: object, query: torch.Tensor, key: torch.Tensor, value: torch.
             if is_close(weights, _attention(query, key, value, hidden, **options)[1]):
                 raise CheckFailure(f"({label}) wrong weights: this looks like '{name}'.",
                                    details=describe_difference(weights, weights_ref, "weights"), hint=hint)
-        expect_tensor(weights, "weights", hint="hidden positions need -inf *added* to the scores before the softmax.")
+        expect_tensor(weights, "weights", hint=(
+            "NaN comes from inf - inf, 0/0 or a softmax over a row that is all -inf: this case has no mask, so look at "
+            "the scores and their scaling." if hidden is None else
+            "hidden positions need -inf *added* to the scores before the softmax (a row must keep one visible key)."))
         sums = weights.sum(dim=-1)
         hint = None if is_close(sums, torch.ones_like(sums)) else "each row of weights (one query) must sum to 1."
         raise CheckFailure(f"({label}) wrong weights.", details=describe_difference(weights, weights_ref, "weights"),

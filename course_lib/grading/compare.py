@@ -10,19 +10,14 @@ from typing import Any
 
 import torch
 
-from course_lib.grading.runner import CheckFailure
+from course_lib.grading.errors import CheckFailure
+from course_lib.grading.inputs import expect_exact_tensor
 
 
 def expect_tensor(value: Any, name: str, *, shape: tuple[int, ...] | None = None, dtype: torch.dtype | None = None,
                   finite: bool = True, hint: str | None = None) -> torch.Tensor:
-    """Return ``value`` if it is a tensor of this shape and dtype (with no NaN/inf when ``finite``); fail otherwise."""
-    if value is None:
-        raise CheckFailure(f"`{name}` is None.", hint="did you forget the `return` statement?")
-    if not isinstance(value, torch.Tensor):
-        kind = type(value).__module__ + "." + type(value).__name__ if type(value).__module__ != "builtins" \
-            else type(value).__name__
-        raise CheckFailure(f"`{name}` should be a torch.Tensor, got {kind}.",
-                           hint="return a tensor (no `.tolist()`, `.item()` or `.numpy()`).")
+    """Return ``value`` if it is a plain tensor of this shape and dtype (no NaN/inf when ``finite``); fail otherwise."""
+    value = expect_exact_tensor(value, name)  # None, a list, a subclass: refused before any method is called
     if shape is not None and tuple(value.shape) != tuple(shape):
         raise CheckFailure(f"`{name}` has the wrong shape.",
                            details=[f"Expected shape {list(shape)}", f"Got shape      {list(value.shape)}"], hint=hint)

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 
 class Outcome(str, enum.Enum):
-    """The four ways a check can end."""
+    """The five ways a check can end."""
 
     PASSED = "passed"
     FAILED = "failed"
     NOT_ATTEMPTED = "not_attempted"
     ERROR = "error"
+    TIMED_OUT = "timed_out"  # stopped at the check's time limit
 
 
 # Box colours (border, background) and the label shown to the student, per outcome.
@@ -26,6 +27,7 @@ _STYLE = {
     Outcome.FAILED: ("#c62828", "#ffebee", "FAILED"),
     Outcome.NOT_ATTEMPTED: ("#9e9e9e", "#f5f5f5", "NOT ATTEMPTED"),
     Outcome.ERROR: ("#ef6c00", "#fff3e0", "ERROR"),
+    Outcome.TIMED_OUT: ("#6a1b9a", "#f3e5f5", "TIMED OUT"),
 }
 
 
@@ -33,7 +35,8 @@ _STYLE = {
 class CheckResult:
     """The verdict of one check: outcome, a one-sentence message, details (expected / got), and a hint.
 
-    ``student_line`` is the line of the student's own code that raised, when the outcome is ``error``.
+    ``student_line`` is the line of the student's own code that raised, when the outcome is ``error``; ``seed`` the
+    seed the inputs were drawn with (None for fixed inputs).
     """
 
     name: str
@@ -44,6 +47,7 @@ class CheckResult:
     hint: str | None = None
     student_line: str | None = None
     points: float = 1.0
+    seed: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -68,7 +72,15 @@ class CheckResult:
             "details": list(self.details),
             "hint": self.hint,
             "student_line": self.student_line,
+            "seed": self.seed,
         }
+
+    @property
+    def seed_line(self) -> str | None:
+        """How to repeat the draw, for a result that did not pass on drawn inputs."""
+        if self.seed is None or self.outcome in (Outcome.PASSED, Outcome.NOT_ATTEMPTED):
+            return None
+        return f"Inputs drawn with seed {self.seed}: check.{self.name}(..., seed={self.seed}) repeats them."
 
     def __str__(self) -> str:
         label = _STYLE[self.outcome][2]
@@ -78,6 +90,8 @@ class CheckResult:
         lines += [f"  {line}" for detail in self.details for line in detail.splitlines()]
         if self.hint:
             lines.append(f"  Hint: {self.hint}")
+        if self.seed_line:
+            lines.append(f"  {self.seed_line}")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -96,13 +110,15 @@ class CheckResult:
                          f'{html.escape(chr(10).join(self.details))}</pre>')
         if self.hint:
             parts.append(f"<div><i>Hint:</i> {html.escape(self.hint)}</div>")
+        if self.seed_line:
+            parts.append(f'<div style="color: #616161;">{html.escape(self.seed_line)}</div>')
         parts.append("</div>")
         return "\n".join(parts)
 
 
 @dataclass
 class Summary:
-    """The notebook's score: the latest result of every check run so far, in the order first run."""
+    """The notebook's score: one result per exercise of the sheet (not run yet: not attempted), then any other check run."""
 
     results: list[CheckResult]
 
@@ -113,7 +129,7 @@ class Summary:
 
     @property
     def total(self) -> float:
-        """Points available in the checks that were run."""
+        """Points available over the whole sheet."""
         return sum(result.points for result in self.results)
 
     def to_record(self) -> dict:

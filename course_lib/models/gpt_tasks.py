@@ -13,13 +13,14 @@ delimiter token, and an "extract" token whose final hidden state feeds the linea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from course_lib.models.gpt import GPTConfig, GPTForSequenceClassification
+from course_lib.models.gpt import GPT, GPTConfig, GPTForSequenceClassification
 from course_lib.models.outputs import ModelOutput
 
 LM_WEIGHT = 0.5  # lambda of the auxiliary LM loss, L3 = L2 + lambda * L1 (Radford et al. 2018, Sec. 4.1)
@@ -57,6 +58,25 @@ def multiple_choice_inputs(
     if len(answers) < 2:
         raise ValueError(f"multiple choice needs at least 2 candidate answers, got {len(answers)}")
     return [entailment_input(context, answer, tokens) for answer in answers]
+
+
+def multiple_choice_batch(
+    context: Sequence[int], answers: Sequence[Sequence[int]], tokens: TaskTokens, max_length: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids [choices, tokens], attention_mask [choices, tokens])``: one right-padded row per candidate.
+
+    A row longer than ``max_length`` loses tokens from the START of its context: the end of the context, next to
+    the answer, matters most, and the answer and the three task tokens are always kept whole.
+    """
+    rows = []
+    for answer in multiple_choice_inputs(context, answers, tokens):
+        excess = 0 if max_length is None else len(answer) - max_length
+        kept_context = len(context) - excess
+        if excess > 0 and kept_context < 1:
+            raise ValueError(f"max_length={max_length} leaves no room for the context next to an answer of "
+                             f"{len(answer) - len(context) - 3} tokens")
+        rows.append(answer if excess <= 0 else [answer[0], *answer[1 + excess:]])
+    return pad_batch(rows, tokens.pad)
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,3 +146,33 @@ class GPTForMultipleChoice(GPTForSequenceClassification):
             if self.lm_weight > 0:
                 loss = loss + self.lm_weight * self.auxiliary_lm_loss(body, flat_ids, flat_mask)
         return ModelOutput(logits=logits, loss=loss)
+
+
+def with_new_tokens(config: GPTConfig, n_new: int) -> GPTConfig:
+    """A copy of ``config`` whose vocabulary has ``n_new`` more rows (GPT-1's task tokens, Sec. 3.3)."""
+    if n_new < 0:
+        raise ValueError(f"n_new must be >= 0, got {n_new}")
+    return dataclasses.replace(config, vocab_size=config.vocab_size + n_new)
+
+
+@torch.no_grad()
+def load_lm_weights(model: GPTForSequenceClassification, lm: GPT) -> GPTForSequenceClassification:
+    """Copy a pretrained LM into ``model.gpt``; token rows beyond the LM's vocabulary (the task tokens) stay random.
+
+    GPT-1 fine-tunes every pretrained weight and learns only the head W_y and the new tokens' embeddings from scratch
+    (Radford et al. 2018, Sec. 3.2-3.3). Returns ``model``.
+    """
+    ours, theirs = model.gpt.config, lm.config
+    different = [f.name for f in dataclasses.fields(GPTConfig)
+                 if f.name != "vocab_size" and getattr(ours, f.name) != getattr(theirs, f.name)]
+    if different or ours.vocab_size < theirs.vocab_size:
+        raise ValueError(f"the LM does not fit the model: fields {different} differ, or the model's vocabulary "
+                         f"({ours.vocab_size}) is smaller than the LM's ({theirs.vocab_size})")
+    weights = dict(lm.state_dict())
+    table = weights.pop("transformer.token_embedding.weight")  # [lm vocab, dim]
+    weights.pop("lm_head.weight", None)  # tied to the token table
+    missing, unexpected = model.gpt.load_state_dict(weights, strict=False)
+    if unexpected or set(missing) != {"transformer.token_embedding.weight", "lm_head.weight"}:
+        raise ValueError(f"unexpected keys {unexpected} or missing keys {missing}")
+    model.gpt.transformer.token_embedding.weight[: len(table)] = table
+    return model
