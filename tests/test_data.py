@@ -102,3 +102,18 @@ def test_missing_file_is_refused_with_the_repair_command(data_copy):
     (data_copy / "tokenizers" / "bpe.json").unlink()
     with pytest.raises(DataFileError, match=r"data/tokenizers/bpe.json is missing\. Repair it with"):
         data_path("tokenizers/bpe.json")
+
+
+def test_stratified_indices_draw_again_from_any_label_list():
+    from course_lib.text.spam import stratified_indices
+
+    train = load_spam("train")
+    assert [train.texts[i] for i in stratified_indices(train.labels, 50, seed=3)] == list(train.sample(50, 3).texts)
+    labels = [1] * 20 + [0] * 80
+    chosen = stratified_indices(labels, 30, seed=0)
+    assert len(set(chosen)) == 30 and sum(labels[i] for i in chosen) == 6
+    assert chosen != stratified_indices(labels, 30, seed=1)
+    with pytest.raises(ValueError, match="between 1 and 100"):
+        stratified_indices(labels, 101)
+    with pytest.raises(ValueError, match="must be 0"):
+        stratified_indices([0, 2], 1)

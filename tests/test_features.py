@@ -60,3 +60,41 @@ def test_probe_learns_a_separable_problem_and_matches_the_frozen_classifier(tiny
     with torch.no_grad():
         expected = classifier(batches[0]["input_ids"], batches[0]["attention_mask"]).logits
     torch.testing.assert_close(classifier.classifier(pooled[:4]), expected)
+
+
+def test_layer_features_hold_both_readouts_of_every_layer_and_ignore_padding(tiny):
+    from course_lib.transfer.features import extract_layer_features, mean_over_tokens
+
+    config, body, batches = tiny
+    padded = [dict(b) for b in batches]
+    padded[0]["attention_mask"] = torch.tensor([[1, 1, 1, 0, 0, 0]] * 4)  # first batch: 3 real tokens, 3 padding
+    body.train()
+    features = extract_layer_features(body, padded)
+    assert body.training, "extract_layer_features must restore the training flag"
+    assert features.cls.shape == features.mean.shape == (12, config.n_layers + 1, config.dim)
+    cls, labels = extract_features(body, padded)
+    torch.testing.assert_close(features.cls, cls)
+    assert features.labels.tolist() == labels.tolist()
+    body.eval()
+    with torch.no_grad():
+        hidden = body(padded[0]["input_ids"], padded[0]["attention_mask"]).hidden_states[2]  # [4, 6, dim]
+    torch.testing.assert_close(features.mean[:4, 2], hidden[:, :3].mean(1))  # the padding is not averaged in
+    subset = features[[1, 5]]
+    torch.testing.assert_close(subset.mean, features.mean[[1, 5]])
+    assert subset.labels.tolist() == [features.labels[1].item(), features.labels[5].item()]
+    torch.testing.assert_close(mean_over_tokens(torch.ones(1, 2, 3), torch.zeros(1, 2)), torch.zeros(1, 3))
+
+
+def test_probe_trains_on_one_thread_and_restores_the_thread_count():
+    from course_lib.transfer.features import one_cpu_thread
+
+    before = torch.get_num_threads()
+    with one_cpu_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), one_cpu_thread():
+        raise RuntimeError("restored even after an error")
+    assert torch.get_num_threads() == before
+    features, labels = torch.randn(16, 3), torch.arange(16) % 2
+    train_probe(features, labels, epochs=2)
+    assert torch.get_num_threads() == before

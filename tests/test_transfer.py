@@ -442,3 +442,84 @@ def test_gradual_unfreezing_inside_fit_follows_its_plan():
     assert trained == unfreezer.plan(2) == [["top"], ["middle", "top"]]
     assert torch.equal(layers[0].weight, before[0]), "the bottom group was never in the plan: it must not move"
     assert not torch.equal(layers[1].weight, before[1]) and not torch.equal(layers[2].weight, before[2])
+
+
+# ---------------------------------------------------------------- new layers on cached features, chosen on validation
+
+def separable(n, seed):
+    """Features whose first coordinate decides the label: a problem a head can learn in a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, 6, generator=g)  # [n, dim]
+    return features, (features[:, 0] > 0).long()
+
+
+def test_top_layers_shapes_and_bad_input():
+    from course_lib.transfer.heads import TopLayers
+
+    head = TopLayers(6, hidden=5)
+    assert head(torch.zeros(3, 6)).logits.shape == (3, 2)
+    assert sum(p.numel() for p in head.parameters()) == 6 * 5 + 5 + 5 * 2 + 2
+    with pytest.raises(ValueError, match="n_classes >= 2"):
+        TopLayers(6, n_classes=1)
+
+
+def test_choose_head_keeps_the_lowest_validation_loss_and_returns_that_very_head():
+    from course_lib.training import classifier_report
+    from course_lib.transfer import LinearProbe, feature_batches
+    from course_lib.transfer.heads import choose_head, train_head
+
+    train, valid = separable(64, seed=1), separable(64, seed=2)
+    head, choice = choose_head(lambda: LinearProbe(6), train, valid, lrs=(1e-4, 1e-1), max_epochs=12)
+    assert set(choice.curves) == {1e-4, 1e-1} and all(len(c) == 12 for c in choice.curves.values())
+    best = min(min(c) for c in choice.curves.values())
+    assert choice.valid_loss == best and choice.curves[choice.lr][choice.epochs - 1] == best
+    assert choice.lr == 1e-1, "a rate 1,000x too small barely moves in 12 epochs"
+    report = classifier_report(head, feature_batches(*valid, batch_size=64))
+    assert report["loss"] == pytest.approx(best, rel=1e-5), "the returned head is the compared one, not a retrain"
+    assert report["accuracy"] > 0.8
+    torch.manual_seed(0)
+    again = LinearProbe(6)
+    train_head(again, *train, epochs=choice.epochs, lr=choice.lr)
+    torch.testing.assert_close(again.linear.weight, head.linear.weight)
+    with pytest.raises(ValueError, match="at least one learning rate"):
+        choose_head(lambda: LinearProbe(6), train, valid, lrs=())
+
+
+def test_classifier_report_loss_is_the_mean_cross_entropy():
+    from course_lib.models.outputs import ModelOutput
+    from course_lib.training import classifier_report, predict
+
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, features):
+            return ModelOutput(logits=features * self.scale)
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 1, 1])
+    batches = [{"features": logits[:2], "labels": labels[:2]}, {"features": logits[2:], "labels": labels[2:]}]
+    report = classifier_report(Fixed(), batches)
+    assert report["loss"] == pytest.approx(nn.functional.cross_entropy(logits, labels).item())
+    assert report["accuracy"] == pytest.approx(2 / 3) and report["recall"] == pytest.approx(0.5)
+    assert predict(Fixed(), batches)[1].tolist() == [0, 1, 0]
+
+
+def test_history_epoch_mean_loss_averages_each_epochs_steps():
+    from course_lib.models.outputs import ModelOutput
+    from course_lib.training import fit
+
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(2))
+
+        def forward(self, features):
+            return ModelOutput(logits=self.bias.expand(len(features), 2))
+
+    batches = [{"features": torch.zeros(n, 1), "labels": torch.zeros(n, dtype=torch.long)} for n in (4, 2, 3)]
+    model = Constant()
+    history = fit(model, batches, optimizer=torch.optim.SGD(model.parameters(), lr=0.0), epochs=2, progress=False)
+    assert history.epoch_ends == [3, 6]
+    assert history.epoch_mean_loss() == pytest.approx([math.log(2)] * 2)

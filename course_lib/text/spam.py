@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,14 +37,27 @@ class LabelledTexts:
 
     def sample(self, n: int, seed: int = 0) -> "LabelledTexts":
         """A stratified random subset of ``n`` examples (same spam fraction), reproducible for a given seed."""
-        if not 0 < n <= len(self):
-            raise ValueError(f"n must be between 1 and {len(self)}, got {n}")
-        rng = random.Random(seed)
-        by_label = {lab: [i for i, y in enumerate(self.labels) if y == lab] for lab in (0, 1)}
-        n_spam = round(n * len(by_label[1]) / len(self))
-        chosen = rng.sample(by_label[1], n_spam) + rng.sample(by_label[0], n - n_spam)
-        rng.shuffle(chosen)
+        chosen = stratified_indices(self.labels, n, seed)
         return LabelledTexts(tuple(self.texts[i] for i in chosen), tuple(self.labels[i] for i in chosen))
+
+
+def stratified_indices(labels: Sequence[int], n: int, seed: int = 0) -> list[int]:
+    """Positions of a random subset of ``n`` of ``labels`` with the same spam fraction, reproducible for a seed.
+
+    Works on any 0/1 label list, e.g. the labels that came back with cached features, so a smaller labelled set can
+    be drawn again and again without recomputing anything.
+    """
+    labels = [int(y) for y in labels]
+    if not 0 < n <= len(labels):
+        raise ValueError(f"n must be between 1 and {len(labels)}, got {n}")
+    if not set(labels) <= {0, 1}:
+        raise ValueError(f"labels must be 0 (ham) or 1 (spam), got {sorted(set(labels))}")
+    rng = random.Random(seed)
+    by_label = {lab: [i for i, y in enumerate(labels) if y == lab] for lab in (0, 1)}
+    n_spam = round(n * len(by_label[1]) / len(labels))
+    chosen = rng.sample(by_label[1], n_spam) + rng.sample(by_label[0], n - n_spam)
+    rng.shuffle(chosen)
+    return chosen
 
 
 @lru_cache(maxsize=None)
