@@ -10,7 +10,6 @@ import json
 import linecache
 import subprocess
 import sys
-import time
 import traceback
 
 import pytest
