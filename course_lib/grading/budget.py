@@ -16,8 +16,8 @@ from torch import nn
 
 from course_lib.text.batching import pad_id
 
-SLOWDOWN = 3.0  # the limit allows this many times the calibrated time of the allowed work ...
-SLACK_SECONDS = 15.0  # ... plus this (loading, Python overhead of small models, a busy machine)
+SLOWDOWN = 5.0  # the limit allows this many times the calibrated time of the allowed work ...
+SLACK_SECONDS = 30.0  # ... plus this (loading, Python overhead of small models, a busy machine)
 PREFIX = 16  # a message is recognised by its first PREFIX word pieces (the same under any max_length >= 18)
 
 
