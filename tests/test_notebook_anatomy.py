@@ -86,3 +86,30 @@ def test_figures_read_at_about_960_px(path):
     wide = [(i, png_width(output["data"]["image/png"])) for i, c in enumerate(cells(path)) if c["cell_type"] == "code"
             for output in c.get("outputs", []) if "image/png" in output.get("data", {})]
     assert [(i, width) for i, width in wide if width > 1200] == []
+
+
+VIEW_CALL = re.compile(r"^\s*(?:\w+\s*=\s*)?(head_view|model_view|neuron_view|AttentionExplorer)\(", re.M)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_stored_view_reads_without_a_kernel(path):
+    """A bertviz view or explorer shown by a cell stores a picture with its hint; no stored output is a bare widget.
+
+    The browser test proves the mechanism on a demo notebook in a real JupyterLab; this checks every shipped notebook.
+    """
+    for index, cell in enumerate(cells(path)):
+        if cell["cell_type"] != "code":
+            continue
+        outputs = [output.get("data", {}) for output in cell.get("outputs", [])]
+        assert not any(WIDGET_VIEW in data for data in outputs), f"cell {index}: a stored widget view never renders"
+        for data in outputs:
+            html = "".join(data.get("text/html", ""))
+            if "<script" in html:
+                assert "course-viz-fallback" in html, f"cell {index}: a script view without its static picture"
+        for call in VIEW_CALL.findall(source(cell)):
+            pictures = ["".join(data.get("text/html", "")) for data in outputs]
+            assert any('class="course-viz-fallback"' in html and "<img" in html for html in pictures), \
+                f"cell {index}: {call}(...) stores no picture for a reader without a kernel"
+            assert any(re.search(r"run (this cell|the cells above)|trust the notebook", html, re.I)
+                       for html in pictures), f"cell {index}: {call}(...) stores no hint on how to make it live"

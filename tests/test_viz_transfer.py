@@ -85,3 +85,12 @@ def test_loss_per_epoch_draws_each_step_and_a_bold_mean_per_epoch():
     assert list(first.get_ydata()) == [2.0, 2.0] and list(second.get_ydata()) == [0.5, 0.5]
     with pytest.raises(ValueError, match="no runs"):
         plot_loss_per_epoch({})
+
+
+def test_weight_distance_bars_leave_out_a_group_a_run_did_not_snapshot():
+    import math
+
+    fig = plot_weight_distances({"all": {"body": 0.1, "head": 0.5}, "body only": {"body": 0.01}})
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[:3] == [0.1, 0.5, 0.01] and math.isnan(heights[3])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["body", "head"]

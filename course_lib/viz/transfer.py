@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -65,16 +66,19 @@ def plot_strategies(strategies: Mapping[str, Sequence[float | str | None]], grou
 
 def plot_weight_distances(distances: Mapping[str, Mapping[str, float]], title: str = "How far the weights moved"
                           ) -> Figure:
-    """Grouped bars: for each run, the relative distance ||w - w0|| / ||w0|| of every layer group."""
+    """Grouped bars: for each run, the relative distance ||w - w0|| / ||w0|| of every layer group.
+
+    A run may leave a group out (e.g. L2-SP's snapshot holds only the body): it gets no bar there.
+    """
     if not distances:
         raise ValueError("no runs to draw")
-    groups = list(next(iter(distances.values())))
+    groups = list(dict.fromkeys(name for per_group in distances.values() for name in per_group))
     fig = Figure(figsize=(max(6.0, 0.8 * len(groups) + 2), 3.4))
     ax = fig.add_subplot()
     width = 0.8 / len(distances)
     for i, (run, per_group) in enumerate(distances.items()):
         xs = [g + (i - (len(distances) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, [per_group[name] for name in groups], width=width, label=run)
+        ax.bar(xs, [per_group.get(name, math.nan) for name in groups], width=width, label=run)
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("||w - w0|| / ||w0||")
     values = [v for d in distances.values() for v in d.values() if v > 0]
