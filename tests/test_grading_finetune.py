@@ -131,11 +131,26 @@ def test_a_model_with_its_own_forward_or_removed_counters_is_refused():
     expect(check.fine_tuning(removes_counters, **TINY), Outcome.FAILED, "or removed its counters")
 
 
-def test_diverged_or_transposed_logits_get_their_own_message():
+def test_diverged_logits_get_their_own_message():
     def diverged(model, batches):
         train(model, batches, epochs=1)
         with torch.no_grad():
             model.classifier.weight.fill_(float("nan"))
+        return model
+
+    expect(check.fine_tuning(diverged, **TINY), Outcome.FAILED, "logits contain NaN or inf", "lower the learning rate")
+
+
+def test_the_check_scores_a_fresh_copy_of_the_weights_so_hooks_and_new_layers_do_not_count():
+    def hook_answers_the_test_labels(model, batches):  # the trick the re-grade could not see (docs/instructors.md)
+        labels = iter(get_task("tiny-spam-256").test_labels().split(32))
+
+        def rewrite(module, args, output):
+            truth = next(labels)
+            output.logits = nn.functional.one_hot(truth, 2).float() * 10
+            return output
+
+        model.register_forward_hook(rewrite)
         return model
 
     class Transposed(nn.Module):
@@ -150,8 +165,11 @@ def test_diverged_or_transposed_logits_get_their_own_message():
         model.classifier = Transposed(train(model, batches).classifier)
         return model
 
-    expect(check.fine_tuning(diverged, **TINY), Outcome.FAILED, "logits contain NaN or inf", "lower the learning rate")
-    expect(check.fine_tuning(transposed, **TINY), Outcome.FAILED, "have shape [2, 32] (transposed?); expected [32, 2]")
+    expect(check.fine_tuning(hook_answers_the_test_labels, **TINY), Outcome.FAILED, "below the threshold",
+           "the model saw no training example")
+    expect(check.fine_tuning(transposed, **TINY), Outcome.FAILED,
+           "layers differ from the model you were given (4 weights added, removed or reshaped, e.g. "
+           "classifier.bias, classifier.head.bias", "do not replace or add layers")
 
 
 def test_training_on_the_test_split_is_caught():
