@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One entry point for the course:  bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|data} [extra args]
+# One entry point for the course:  bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|scores|publish|site|data} [extra args]
 #
 #   setup    create the environment (./.venv, or the active venv/conda env) and install course_lib
 #   lab      setup, then open the course in JupyterLab
@@ -8,6 +8,10 @@
 #            COURSE_PYTHON=python3.10 picks the oldest Python the course supports
 #   release  setup, then write the student notebooks to ./student/
 #   regrade  setup, then re-grade submitted student notebooks headless: regrade SUBMISSIONS... --out scores.csv
+#   scores   setup, then one CSV from the students' own results files (COURSE_RESULTS): scores RESULTS... --out scores.csv
+#   publish  name the repository (pyproject.toml's [project.urls]) and rewrite the notebooks' Colab badges and
+#            install line to match: publish ORG/REPO (no setup: it needs only the standard library)
+#   site     setup, then a static HTML site of the executed notebooks in ./site/ (index in course order, prev/next)
 #   data     setup, then re-create every derived file under data/ and check its sha256
 #
 # Torch: if the environment already has torch (Colab, a GPU box) it is kept. Otherwise torch is installed FIRST, pinned
@@ -75,5 +79,8 @@ case "$cmd" in
   release) setup; exec "$py" -m course_lib.release notebooks student "$@" ;;
   data)    setup; exec "$py" scripts/make_data.py "$@" ;;
   regrade) setup; exec "$py" -m course_lib.grading.regrade "$@" ;;
-  *) echo "usage: bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|data}" >&2; exit 2 ;;
+  scores)  setup; exec "$py" -m course_lib.grading.scores "$@" ;;
+  site)    setup; exec "$py" -m course_lib.site "$@" ;;
+  publish) PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m course_lib.publish "$@" ;;
+  *) echo "usage: bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|scores|publish|site|data}" >&2; exit 2 ;;
 esac
