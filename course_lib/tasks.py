@@ -129,6 +129,40 @@ class GPT1Body:
         return {"model": model, "body": model.gpt.transformer, "head": model.classifier}
 
 
+@lru_cache(maxsize=1)
+def _elmo() -> tuple[nn.Module, Tokenizer]:
+    """The course ELMo biLM checkpoint and its WordPiece tokenizer, read once."""
+    from course_lib.checkpoints import load_checkpoint
+
+    return load_checkpoint("elmo")
+
+
+@dataclass(frozen=True)
+class ElmoBody:
+    """The course ELMo biLM (notebook 03), frozen; a new ScalarMix (s_j, gamma) and a linear head are trained.
+
+    The classifier averages the mixed vectors over the message's tokens (``ElmoForSequenceClassification``).
+    """
+
+    name: str = "the course ELMo (frozen biLM + scalar mix)"
+
+    def tokenizer(self) -> Tokenizer:
+        return _elmo()[1]
+
+    def vocab_size(self) -> int:
+        return _elmo()[0].config.vocab_size
+
+    def new_classifier(self, n_classes: int) -> nn.Module:
+        import copy
+
+        from course_lib.models.elmo_tasks import ElmoForSequenceClassification
+
+        return ElmoForSequenceClassification(copy.deepcopy(_elmo()[0]), n_classes=n_classes)
+
+    def counted_modules(self, model: nn.Module) -> dict[str, nn.Module]:
+        return {"model": model, "body": model.embedder.bilm, "head": model.classifier}
+
+
 @dataclass(frozen=True)
 class SpamFineTuning:
     """Fine-tune a pretrained BERT body + a new linear head on ``labels`` SMS messages; score on the test split.
@@ -140,7 +174,7 @@ class SpamFineTuning:
     test_batch_size: int = 16
     batch_size: int = 16
     max_length: int = 64
-    body: MiniLMBody | TinyBody | GPT1Body = field(default_factory=MiniLMBody)
+    body: MiniLMBody | TinyBody | GPT1Body | ElmoBody = field(default_factory=MiniLMBody)
     test_messages: int | None = None
     n_classes: int = 2
 
@@ -201,6 +235,7 @@ FINE_TUNING_TASKS: dict[str, SpamFineTuning] = {
     "minilm-spam-150": SpamFineTuning(labels=150, test_batch_size=16),  # notebook 00
     "minilm-spam-800": SpamFineTuning(labels=800, test_batch_size=32),  # notebook 02
     "gpt1-spam-150": SpamFineTuning(labels=150, test_batch_size=16, body=GPT1Body()),  # notebook 01
+    "elmo-spam-150": SpamFineTuning(labels=150, test_batch_size=16, body=ElmoBody()),  # notebook 03
     "tiny-spam-256": SpamFineTuning(labels=256, test_batch_size=32, body=TinyBody(), test_messages=256),  # tests
 }
 

@@ -8,10 +8,12 @@ time limit, ``runner`` for how the student's code is called, and ``grade`` for r
 
 from course_lib.grading import (  # noqa: F401  (importing a check module registers its checks)
     checks_attention,
+    checks_elmo,
     checks_finetune,
     checks_gpt,
     checks_masking,
     checks_transfer,
+    checks_xl,
 )
 from course_lib.grading.deadline import TimeLimitExceeded, time_limit
 from course_lib.grading.errors import CheckFailure, CheckUsageError, NotAttempted, StudentError

@@ -7,4 +7,7 @@
 - ``view_pictures``: static pictures of each bertviz view's first state, shown until its script runs (untrusted
   notebooks, GitHub).
 - ``plots``: static figures: a layer's heads, per-layer averages, causal vs bidirectional masks.
+- ``segment_cache``: Transformer-XL's segment caching (what is cached, which keys a query reads, how far back it
+  reaches), as a static figure and an ipywidgets explorer (notebook 04).
+- ``layer_mix``: ELMo's layer mixing, the learned s_j and gamma of each task side by side (notebook 03).
 """
