@@ -11,6 +11,7 @@ from course_lib.grading import (  # noqa: F401  (importing a check module regist
     checks_elmo,
     checks_finetune,
     checks_gpt,
+    checks_gpt2,
     checks_masking,
     checks_transfer,
     checks_xl,
