@@ -100,7 +100,10 @@ def scaled_dot_product_attention(fn: Callable, *, mask_style: str = "additive", 
         if with_mask:
             density = draw.uniform(0.2, 0.6)
             hidden = torch.rand(batch[0], 1, queries, keys, generator=generator) < density  # [batch, 1, queries, keys]
-            hidden[..., draw.randrange(keys)] = False  # every query sees at least one key
+            seen = draw.randrange(keys)
+            hidden[..., seen] = False  # every query sees at least one key
+            if not bool(hidden.any()):  # ... and some key is hidden (keys >= 2), else the mask would test nothing
+                hidden[0, 0, 0, (seen + 1) % keys] = True
             mask = ~hidden if mask_style == "boolean" else torch.zeros(hidden.shape).masked_fill(hidden, float("-inf"))
         arguments = (query, key, value) if mask is None else (query, key, value, mask)
         answer = call_student(fn, *arguments, error_hints=[(r"RuntimeError.*(size|shape)", _SHAPE_ERROR_HINT)])

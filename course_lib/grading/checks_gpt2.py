@@ -96,6 +96,8 @@ def _draw_logits(draw: random.Random, generator: torch.Generator, dominant: bool
     """Random logits ``[batch, vocab]`` (sizes drawn); ``dominant`` puts > 95% of each row on one token."""
     batch, vocab = draw.randint(2, 4), draw.randint(9, 40)
     logits = 2.0 * torch.randn(batch, vocab, generator=generator)
+    while not dominant and float(logits.softmax(-1).max()) > 0.85:  # ordinary rows: no token near the whole mass
+        logits = 2.0 * torch.randn(batch, vocab, generator=generator)
     if dominant:
         rows = torch.arange(batch)
         logits[rows, torch.randint(vocab, (batch,), generator=generator)] += 12.0
@@ -145,7 +147,10 @@ def sampling_filters(top_k: Callable, nucleus: Callable, *, seed: int | None = N
         answer = call_student(top_k, logits, k)
         _grade_distribution(answer, _top_k_variant(logits, k), call, f"top-k, {label}",
                             lambda name: _top_k_variant(logits, k, name), _TOP_K_MISTAKES, dominant)
-        p = round(draw.uniform(0.3, 0.9), 3)
+        # On ordinary rows p exceeds every row's top probability, so that no known mistake empties a row there:
+        # an empty row is graded on the dominant rows, where it is the only way to go wrong.
+        low = 0.3 if dominant else max(0.3, float(logits.softmax(-1).max()) + 0.02)
+        p = round(draw.uniform(low, max(low, 0.9)), 3)
         call = f"nucleus(logits of shape {list(logits.shape)}, p={p})"
         answer = call_student(nucleus, logits, p)
         _grade_distribution(answer, _nucleus_variant(logits, p), call, f"nucleus, {label}",

@@ -286,6 +286,12 @@ MODEL_VIEW_FITS = """() => {  // the model view's drawing, and the part of it it
   return {svgRight: drawn.right, areaRight: shown.right, scrollWidth: area.scrollWidth, clientWidth: area.clientWidth,
           headLabelsRight: Math.max(...columns.map(r => r.right)), headLabels: columns.length};
 }"""
+CODE_CELLS_READY = """(n) => {  // the notebook's model has at least n code cells, each with its output area
+  const widget = window.jupyterapp.shell.currentWidget;
+  const cells = widget && widget.content && widget.content.widgets
+    ? widget.content.widgets.filter(cell => cell.model.type === "code") : [];
+  return cells.length >= n && cells.slice(0, n).every(cell => cell.node.querySelector(".jp-OutputArea"));
+}"""
 NOTEBOOK_DIRTY = "() => window.jupyterapp.shell.currentWidget.context.model.dirty"
 KERNEL_IDLE = """() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;
   return s.session && s.session.kernel && s.session.kernel.status === "idle"; }"""
@@ -349,6 +355,7 @@ def test_a_fresh_untrusted_clone_shows_a_picture_and_a_hint_for_every_view_and_w
                 " && window.jupyterapp.shell.currentWidget.sessionContext"
             )
             page.wait_for_function(KERNEL_IDLE, polling=250)  # JupyterLab has compared the kernelspec by now
+            page.wait_for_function(CODE_CELLS_READY, arg=EXPLORER_CELL + 1, polling=250)  # the model is loaded
             for index in (*VIEW_CELLS, EXPLORER_CELL):
                 page.wait_for_function(f"(i) => ({OUTPUT_STATE})(i).pictures.length > 0", arg=index, polling=250)
             page.wait_for_timeout(500)  # let layout settle before the screenshot
