@@ -264,7 +264,10 @@ def test_jupyterlab_draws_bertviz_and_the_explorer_reacts_to_the_layer_slider(ju
 
 OUTPUT_STATE = """(index) => {  // what code cell `index` shows: visible pictures, visible text, visible drop-downs
   const cells = window.jupyterapp.shell.currentWidget.content.widgets.filter(cell => cell.model.type === "code");
-  const area = cells[index].node.querySelector(".jp-OutputArea");
+  const area = cells[index] && cells[index].node.querySelector(".jp-OutputArea");
+  if (!area) {  // the notebook is being (re)rendered: nothing shown yet, the waits below try again
+    return {pictures: [], text: "", selects: 0, svgs: 0, trusted: null, missing: true};
+  }
   const visible = node => node.getClientRects().length > 0 && getComputedStyle(node).visibility !== "hidden";
   const images = [...area.querySelectorAll("img")].filter(visible);
   return {
