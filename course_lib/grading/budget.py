@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -21,20 +22,22 @@ SLACK_SECONDS = 30.0  # ... plus this (loading, Python overhead of small models,
 PREFIX = 16  # a message is recognised by its first PREFIX word pieces (the same under any max_length >= 18)
 
 
-class ExampleCounter:
-    """Forward pre-hooks that count the examples each watched module sees in training; they also note test messages.
+class TrainingCounter:
+    """Forward pre-hooks that count what each watched module reads in training, and note watched inputs seen.
 
-    The hooks are plain closures, so a ``copy.deepcopy`` of the model keeps counting here. ``watched_keys`` are the
-    keys (see :func:`message_key`) of messages that must not be trained on; ``seen_watched`` collects those seen.
+    ``size(ids)`` is what one call adds (examples, tokens); ``keys(ids)`` the watched keys it contains (messages or
+    runs of tokens that must not be trained on), collected in ``seen_watched``. The hooks are plain closures, so a
+    ``copy.deepcopy`` of the model keeps counting here. A call counts in train mode or with gradients on.
     """
 
-    def __init__(self, modules: dict[str, nn.Module], watched_keys: frozenset = frozenset(), padding_id: int = 0):
+    def __init__(self, modules: dict[str, nn.Module], size: Callable[[torch.Tensor], int],
+                 keys: Callable[[torch.Tensor], set] | None = None):
         self.counts = {name: 0 for name in modules}
         self.seen_watched: set[tuple[int, ...]] = set()
         self.active = True
 
         def make_hook(name: str):
-            def count_examples(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            def count(module: nn.Module, args: tuple, kwargs: dict) -> None:
                 if not self.active or not (module.training or torch.is_grad_enabled()):
                     return None
                 first = kwargs.get("input_ids")
@@ -42,20 +45,20 @@ class ExampleCounter:
                     first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
                 if first is None or first.dim() < 1:
                     return None
-                self.counts[name] += int(first.shape[0])
-                if watched_keys and not first.is_floating_point() and first.dim() == 2:
-                    self.seen_watched |= {message_key(row, padding_id) for row in first.tolist()} & watched_keys
+                self.counts[name] += size(first)
+                if keys is not None and not first.is_floating_point() and first.dim() == 2:
+                    self.seen_watched |= keys(first)
                 return None
 
-            return count_examples
+            return count
 
         self.hooks = {name: make_hook(name) for name in modules}
         self.handles = [module.register_forward_pre_hook(self.hooks[name], with_kwargs=True)
                         for name, module in modules.items()]
 
     @property
-    def examples(self) -> int:
-        """Examples seen in training: the most any watched module saw (a path that skips one is still counted)."""
+    def total(self) -> int:
+        """What was read in training: the most any watched module read (a path that skips one is still counted)."""
         return max(self.counts.values())
 
     def counts_in(self, model: nn.Module) -> bool:
@@ -68,6 +71,21 @@ class ExampleCounter:
         self.active = False
         for handle in self.handles:
             handle.remove()
+
+
+class ExampleCounter(TrainingCounter):
+    """Counts examples (the first dimension of each input); ``watched_keys`` are test messages (:func:`message_key`)."""
+
+    def __init__(self, modules: dict[str, nn.Module], watched_keys: frozenset = frozenset(), padding_id: int = 0):
+        def keys(ids: torch.Tensor) -> set:
+            return {message_key(row, padding_id) for row in ids.tolist()} & watched_keys
+
+        super().__init__(modules, size=lambda ids: int(ids.shape[0]), keys=keys if watched_keys else None)
+
+    @property
+    def examples(self) -> int:
+        """Examples seen in training."""
+        return self.total
 
 
 def message_key(ids: list[int], padding_id: int) -> tuple[int, ...]:

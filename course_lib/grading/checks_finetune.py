@@ -22,12 +22,15 @@ from course_lib.grading.errors import CheckFailure, CheckUsageError
 from course_lib.grading.inputs import expect_exact_tensor, kind
 from course_lib.grading.registry import register
 from course_lib.grading.runner import AsIs, call_student
+from course_lib.grading.trained_weights import rebuilt
 from course_lib.metrics import binary_metrics
 from course_lib.tasks import SpamFineTuning, get_task
 from course_lib.text.batching import pad_id, text_batches
 from course_lib.text.spam import load_spam
 from course_lib.training import model_inputs
 
+_LAYERS_HINT = ("the check rebuilds the classifier from its weights (`state_dict`) to score it: train the "
+                "weights of the layers you were given, do not replace or add layers.")
 LEAK_TOLERANCE = 3  # test-only messages a model may meet in training before the check calls it training on the test
 
 _TIMEOUT_HINT = ("the limit is calibrated on this machine just before grading: "
@@ -89,7 +92,7 @@ def _grade(fn: Callable, spec: SpamFineTuning, min_accuracy: float, min_f1: floa
         counter.active = False
     trained = _expect_model(answer, model, counter)
     counter.stop()
-    predicted = _predict(_rebuilt(trained, spec, seed), spec)
+    predicted = _predict(rebuilt(trained, spec.new_model(seed), hint=_LAYERS_HINT), spec)
     truth = spec.test_labels()
     metrics = binary_metrics(truth, predicted)
     allowed = max_epochs * spec.labels
@@ -138,32 +141,6 @@ def _expect_model(answer: object, model: nn.Module, counter: budget.ExampleCount
         raise CheckFailure(f"the returned model is a {kind(answer)} with its own forward, not the {kind(model)} "
                            f"you were given.", hint="train the model's weights; keep its class and its forward.")
     return answer
-
-
-def _rebuilt(trained: nn.Module, spec: SpamFineTuning, seed: int) -> nn.Module:
-    """A fresh model of the task's own architecture holding the trained weights: the check predicts with this one.
-
-    Only the weights travel (``state_dict``, loaded strictly), so nothing else the returned object carries (a forward
-    hook that rewrites the logits, a patched submodule, a replaced method) takes part in the prediction.
-    """
-    fresh = spec.new_model(seed)
-    expected = fresh.state_dict()
-    try:
-        weights = dict(nn.Module.state_dict(trained))  # the class's method: an instance's own is ignored
-    except Exception as exc:  # noqa: BLE001 - whatever the object does, the student gets a message
-        raise CheckFailure(f"the check could not read the trained weights: {type(exc).__name__}: {exc}",
-                           hint="keep the model's layers as they are and train their weights.") from None
-    changed = sorted(set(weights) ^ set(expected)) + [
-        name for name, value in weights.items()
-        if name in expected and (type(value) not in (torch.Tensor, nn.Parameter) or value.shape != expected[name].shape)]
-    if changed:
-        raise CheckFailure(f"the returned model's layers differ from the model you were given ({len(changed)} "
-                           f"weights added, removed or reshaped, e.g. {', '.join(changed[:3])}).",
-                           hint="the check rebuilds the classifier from its weights (`state_dict`) to score it: "
-                                "train the weights of the layers you were given, do not replace or add layers.")
-    with torch.no_grad():
-        fresh.load_state_dict(weights, strict=True)
-    return fresh
 
 
 def _predict(model: nn.Module, spec: SpamFineTuning) -> torch.Tensor:

@@ -26,6 +26,7 @@ from course_lib.grading.errors import CheckFailure, CheckUsageError
 from course_lib.grading.inputs import kind
 from course_lib.grading.registry import register
 from course_lib.grading.runner import AsIs, call_student
+from course_lib.grading.trained_weights import rebuilt
 from course_lib.lm_tasks import LMFineTuning, get_lm_task
 
 SHINGLE = 8  # a held-out text is recognised by runs of this many tokens that occur in no other split
@@ -36,50 +37,20 @@ _TIMEOUT_HINT = (f"the limit is calibrated on this machine just before grading: 
                  "condition never changes).")
 
 
-class TokenCounter:
-    """Forward pre-hooks counting the tokens each watched module reads in training; they also note held-out runs."""
+class TokenCounter(budget.TrainingCounter):
+    """Counts the tokens each watched module reads in training; ``watched`` are runs of held-out tokens."""
 
     def __init__(self, modules: dict[str, nn.Module], watched: frozenset = frozenset()):
-        self.counts = {name: 0 for name in modules}
-        self.seen_watched: set[tuple[int, ...]] = set()
-        self.active = True
+        def runs(ids: torch.Tensor) -> set:
+            return {tuple(row[i:i + SHINGLE]) for row in ids.tolist() for i in range(len(row) - SHINGLE + 1)} & watched
 
-        def make_hook(name: str):
-            def count_tokens(module: nn.Module, args: tuple, kwargs: dict) -> None:
-                if not self.active or not (module.training or torch.is_grad_enabled()):
-                    return None
-                ids = kwargs.get("input_ids")
-                if not isinstance(ids, torch.Tensor):
-                    ids = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-                if ids is None or ids.is_floating_point():
-                    return None
-                self.counts[name] += int(ids.numel())
-                if watched and ids.dim() == 2:
-                    for row in ids.tolist():
-                        self.seen_watched |= {tuple(row[i:i + SHINGLE]) for i in range(len(row) - SHINGLE + 1)
-                                              } & watched
-                return None
-
-            return count_tokens
-
-        self.hooks = {name: make_hook(name) for name in modules}
-        self.handles = [module.register_forward_pre_hook(self.hooks[name], with_kwargs=True)
-                        for name, module in modules.items()]
+        super().__init__(modules, size=lambda ids: 0 if ids.is_floating_point() else int(ids.numel()),
+                         keys=runs if watched else None)
 
     @property
     def tokens(self) -> int:
-        """Tokens read in training: the most any watched module read (a path that skips one is still counted)."""
-        return max(self.counts.values())
-
-    def counts_in(self, model: nn.Module) -> bool:
-        """True when ``model`` (the one handed over, or a deep copy) still carries the counting hooks."""
-        ours = set(map(id, self.hooks.values()))
-        return any(id(hook) in ours for module in model.modules() for hook in module._forward_pre_hooks.values())
-
-    def stop(self) -> None:
-        self.active = False
-        for handle in self.handles:
-            handle.remove()
+        """Tokens read in training."""
+        return self.total
 
 
 def counted_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -172,7 +143,8 @@ def _grade(fn: Callable, spec: LMFineTuning, max_loss: float, max_epochs: float,
         counter.active = False
     trained = _expect_model(answer, model, counter)
     counter.stop()
-    loss = spec.heldout_loss(_rebuilt(trained, spec))
+    loss = spec.heldout_loss(rebuilt(trained, spec.new_model(), hint="train the weights of the layers you were "
+                                                                     "given; do not replace or add layers.").eval())
     before = spec.heldout_loss(spec.new_model())
     allowed = max_epochs * spec.train_tokens
     report = [f"held-out  {loss:.4f} nats/token = perplexity {_perplexity(loss)}   (needed <= {max_loss:.4f}; "
@@ -220,25 +192,3 @@ def _expect_model(answer: object, model: nn.Module, counter: TokenCounter) -> nn
                            hint="train the `model` you are given and return it: the check counts the tokens it "
                                 "trains on.")
     return answer
-
-
-def _rebuilt(trained: nn.Module, spec: LMFineTuning) -> nn.Module:
-    """A fresh LM of the task's architecture holding the trained weights (only the weights travel)."""
-    fresh = spec.new_model()
-    expected = fresh.state_dict()
-    try:
-        weights = dict(trained.state_dict())
-    except Exception as exc:  # noqa: BLE001 - whatever the object does, the student gets a message
-        raise CheckFailure(f"the check could not read the trained weights: {type(exc).__name__}: {exc}",
-                           hint="keep the model's layers as they are and train their weights.") from None
-    changed = sorted(set(weights) ^ set(expected)) + [
-        name for name, value in weights.items()
-        if name in expected and (not isinstance(value, torch.Tensor) or value.shape != expected[name].shape)]
-    if changed:
-        raise CheckFailure(f"the returned model's layers differ from the model you were given ({len(changed)} "
-                           f"weights added, removed or reshaped, e.g. {', '.join(changed[:3])}).",
-                           hint="train the weights of the layers you were given; do not replace or add layers.")
-    with torch.no_grad():
-        fresh.load_state_dict(weights, strict=True)
-    return fresh.eval()
-
