@@ -12,21 +12,7 @@ import course_lib.grading.checks_elmo  # noqa: F401  (registers scalar_mix and r
 from course_lib.blocks.lstm_lm import reverse_padded as library_reverse
 from course_lib.blocks.scalar_mix import ScalarMix, masked_layer_norm
 from course_lib.grading import Outcome, check
-
-
-@pytest.fixture(autouse=True)
-def feedback_mode(monkeypatch):
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    check.reset()
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
+from check_helpers import expect, feedback_mode  # noqa: F401  (the fixture switches feedback mode on)
 
 
 # --- scalar mix -----------------------------------------------------------------------------------------------------

@@ -13,21 +13,7 @@ import torch.nn.functional as F
 import course_lib.grading.checks_gpt  # noqa: F401  (registers causal_attention and multiple_choice_input)
 from course_lib.grading import Outcome, check
 from course_lib.models.gpt_tasks import TaskTokens, multiple_choice_batch
-
-
-@pytest.fixture(autouse=True)
-def feedback_mode(monkeypatch):
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    check.reset()
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
+from check_helpers import expect, feedback_mode  # noqa: F401  (the fixture switches feedback mode on)
 
 
 # --- causal attention -----------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import course_lib.grading.checks_gpt2  # noqa: F401  (registers sampling_filters
 from course_lib.grading import Outcome, check
 from course_lib.lm_tasks import get_lm_task, message_stream
 from course_lib.text.spam import load_spam
+from check_helpers import expect
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +27,6 @@ def feedback_mode_one_thread(monkeypatch):
     check.reset()
     yield
     torch.set_num_threads(threads)
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
 
 
 # --- top-k and nucleus ----------------------------------------------------------------------------------------------

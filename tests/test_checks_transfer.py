@@ -10,21 +10,7 @@ import torch
 
 from course_lib.grading import Outcome, check
 from course_lib.transfer import discriminative_param_groups, slanted_triangular_lr
-
-
-@pytest.fixture(autouse=True)
-def feedback_mode(monkeypatch):
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    check.reset()
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
+from check_helpers import expect, feedback_mode  # noqa: F401  (the fixture switches feedback mode on)
 
 
 # --- discriminative learning rates -----------------------------------------------------------------------------

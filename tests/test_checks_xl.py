@@ -10,21 +10,7 @@ import torch.nn.functional as F
 import course_lib.grading.checks_xl  # noqa: F401  (registers relative_shift, memory_update, xl_evaluation)
 from course_lib.blocks.relative_attention import relative_shift as library_shift
 from course_lib.grading import Outcome, check
-
-
-@pytest.fixture(autouse=True)
-def feedback_mode(monkeypatch):
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    check.reset()
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
+from check_helpers import expect, feedback_mode  # noqa: F401  (the fixture switches feedback mode on)
 
 
 # --- the relative shift ---------------------------------------------------------------------------------------------
