@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from course_lib.grading.deadline import TimeLimitExceeded, time_limit
+from course_lib.grading.errors import CheckUsageError
 from course_lib.text.batching import pad_id
 
 SLOWDOWN = 5.0  # the limit allows this many times the calibrated time of the allowed work ...
@@ -146,3 +148,22 @@ def wall_limit(train_seconds: float, predict_seconds: float, allowed_examples: f
     """The endless-loop guard: SLOWDOWN x (the allowed training + the test predictions) + SLACK_SECONDS, whole s."""
     work = allowed_examples * train_seconds + test_examples * predict_seconds
     return float(math.ceil(SLOWDOWN * work + SLACK_SECONDS))
+
+
+def check_arguments(max_epochs: float, seed: int, limit: float | None) -> None:
+    """The budget's own arguments, as a notebook wrote them (a CheckUsageError names the bad one)."""
+    if type(max_epochs) not in (int, float) or not max_epochs > 0:
+        raise CheckUsageError(f"max_epochs must be a positive number, got {max_epochs!r}")
+    if type(seed) is not int or seed < 0:
+        raise CheckUsageError(f"seed must be a non-negative int, got {seed!r}")
+    if limit is not None and (type(limit) not in (int, float) or not limit > 0):
+        raise CheckUsageError(f"time_limit must be positive seconds or None, got {limit!r}")
+
+
+def within(limit: float, grade: Callable[[], str]) -> str:
+    """``grade()`` under the wall-clock guard; a time-out the student's code caught still counts as one."""
+    with time_limit(limit) as deadline:
+        message = grade()
+    if deadline.expired:  # the student's code caught the time-out and the check finished after the limit
+        raise TimeLimitExceeded(f"took longer than {limit:g} s")
+    return message

@@ -16,8 +16,6 @@ import torch
 from torch import nn
 
 from course_lib.grading import budget
-from course_lib.grading.deadline import TimeLimitExceeded
-from course_lib.grading.deadline import time_limit as limit_block
 from course_lib.grading.errors import CheckFailure, CheckUsageError
 from course_lib.grading.inputs import expect_exact_tensor, kind
 from course_lib.grading.registry import register
@@ -54,11 +52,7 @@ def fine_tuning(fn: Callable, *, task: str, min_accuracy: float, min_f1: float, 
                                                               spec.max_length, spec.body.vocab_size())
             time_limit = budget.wall_limit(train_seconds, predict_seconds, max_epochs * spec.labels,
                                            len(spec.test_set()))
-        with limit_block(time_limit) as deadline:
-            message = _grade(fn, spec, min_accuracy, min_f1, max_epochs, seed)
-    if deadline.expired:  # the student's code caught the time-out and the check finished after the limit
-        raise TimeLimitExceeded(f"took longer than {time_limit:g} s")
-    return message
+        return budget.within(time_limit, lambda: _grade(fn, spec, min_accuracy, min_f1, max_epochs, seed))
 
 
 def _validate(task: str, min_accuracy: float, min_f1: float, max_epochs: float, seed: int,
@@ -71,12 +65,7 @@ def _validate(task: str, min_accuracy: float, min_f1: float, max_epochs: float, 
     for name, value in (("min_accuracy", min_accuracy), ("min_f1", min_f1)):
         if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
             raise CheckUsageError(f"{name} must be a number in [0, 1], got {value!r}")
-    if type(max_epochs) not in (int, float) or not max_epochs > 0:
-        raise CheckUsageError(f"max_epochs must be a positive number, got {max_epochs!r}")
-    if type(seed) is not int or seed < 0:
-        raise CheckUsageError(f"seed must be a non-negative int, got {seed!r}")
-    if time_limit is not None and (type(time_limit) not in (int, float) or not time_limit > 0):
-        raise CheckUsageError(f"time_limit must be positive seconds or None, got {time_limit!r}")
+    budget.check_arguments(max_epochs, seed, time_limit)
     return spec
 
 

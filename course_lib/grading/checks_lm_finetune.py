@@ -20,8 +20,6 @@ import torch
 from torch import nn
 
 from course_lib.grading import budget
-from course_lib.grading.deadline import TimeLimitExceeded
-from course_lib.grading.deadline import time_limit as limit_block
 from course_lib.grading.errors import CheckFailure, CheckUsageError
 from course_lib.grading.inputs import kind
 from course_lib.grading.registry import register
@@ -110,11 +108,7 @@ def lm_fine_tuning(fn: Callable, *, task: str, max_loss: float, max_epochs: floa
             train_seconds, score_seconds = calibrate(spec)
             time_limit = budget.wall_limit(train_seconds, score_seconds, max_epochs * spec.train_tokens,
                                            2 * spec.heldout_tokens)
-        with limit_block(time_limit) as deadline:
-            message = _grade(fn, spec, max_loss, max_epochs, seed)
-    if deadline.expired:
-        raise TimeLimitExceeded(f"took longer than {time_limit:g} s")
-    return message
+        return budget.within(time_limit, lambda: _grade(fn, spec, max_loss, max_epochs, seed))
 
 
 def _validate(task: str, max_loss: float, max_epochs: float, seed: int, time_limit: float | None) -> LMFineTuning:
@@ -124,12 +118,7 @@ def _validate(task: str, max_loss: float, max_epochs: float, seed: int, time_lim
         raise CheckUsageError(str(exc)) from None
     if type(max_loss) not in (int, float) or not max_loss > 0:
         raise CheckUsageError(f"max_loss must be a positive number of nats, got {max_loss!r}")
-    if type(max_epochs) not in (int, float) or not max_epochs > 0:
-        raise CheckUsageError(f"max_epochs must be a positive number, got {max_epochs!r}")
-    if type(seed) is not int or seed < 0:
-        raise CheckUsageError(f"seed must be a non-negative int, got {seed!r}")
-    if time_limit is not None and (type(time_limit) not in (int, float) or not time_limit > 0):
-        raise CheckUsageError(f"time_limit must be positive seconds or None, got {time_limit!r}")
+    budget.check_arguments(max_epochs, seed, time_limit)
     return spec
 
 
