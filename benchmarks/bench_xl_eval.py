@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from course_lib.models.transformer_xl_speed import BENCHMARK_CONFIG, format_speed_table, measure_eval_speedup
+from course_lib.training.eval_speed import BENCHMARK_CONFIG, format_speed_table, measure_eval_speedup
 
 
 def main() -> None:

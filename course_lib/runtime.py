@@ -6,8 +6,10 @@
 
 The knob is the environment variable ``COURSE_SCALE`` (or ``setup(scale=...)``): a multiplier on training steps and
 data sizes. The default, 1, is the path the tests run: a couple of minutes on a 2-core laptop CPU. On a GPU try 10.
-``COURSE_DEVICE`` forces a device (``cpu``, ``cuda``, ``mps``); ``COURSE_THREADS`` caps the CPU threads (useful when
-another program keeps a core busy: two threads sharing one core are slower than one).
+``COURSE_DEVICE`` forces a device (``cpu``, ``cuda``, ``mps``). The CPU threads are chosen from the machine's state:
+one per core that other programs leave idle (the cores minus the 1-minute load average), because two threads sharing
+one busy core are much slower than one (notebook 01 on a loaded 2-core machine: 786 s with 2 threads, 240 s with 1).
+``COURSE_THREADS`` or ``setup(threads=...)`` overrides the choice; the setup line says which it was.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Runtime:
     scale: float
     threads: int
     in_colab: bool
+    threads_reason: str = "set by the caller"
 
     def scaled(self, n: int, minimum: int = 1) -> int:
         """``n`` multiplied by the run-size knob (at least ``minimum``)."""
@@ -42,7 +45,8 @@ class Runtime:
 
     def describe(self) -> str:
         where = "Colab" if self.in_colab else platform.system()
-        threads = f", {self.threads} threads" if self.device.type == "cpu" else ""
+        threads = f", {self.threads} thread{'s' * (self.threads != 1)} ({self.threads_reason})" \
+            if self.device.type == "cpu" else ""
         name = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
         return (f"course_lib {course_lib.__version__} | torch {torch.__version__} | {self.device}{name}{threads} | "
                 f"seed {self.seed} | scale {self.scale:g} (COURSE_SCALE) | {where}, Python {platform.python_version()}")
@@ -58,6 +62,21 @@ def pick_device(preferred: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def choose_threads(cores: int | None = None, load: float | None = None) -> tuple[int, str]:
+    """CPU threads for this machine now, and why: one per core the 1-minute load average leaves idle (1 to 8).
+
+    ``cores`` and ``load`` default to ``os.cpu_count()`` and ``os.getloadavg()[0]`` (absent on Windows: all cores).
+    """
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return max(1, min(cores, 8)), f"{cores} cores; set COURSE_THREADS to change"
+    idle = max(1, min(8, cores - round(load)))
+    return idle, f"load {load:.1f} on {cores} cores; COURSE_THREADS=N overrides"
 
 
 def seed_everything(seed: int) -> None:
@@ -104,10 +123,15 @@ def setup(seed: int = 0, scale: float | None = None, device: str | None = None, 
         raise ValueError(f"scale must be positive, got {scale}")
     seed_everything(seed)
     chosen = pick_device(device)
-    n_threads = threads or int(os.environ.get("COURSE_THREADS", "0")) or max(1, min(os.cpu_count() or 1, 8))
+    if threads:
+        n_threads, reason = threads, "set by setup(threads=...)"
+    elif int(os.environ.get("COURSE_THREADS", "0") or 0) > 0:
+        n_threads, reason = int(os.environ["COURSE_THREADS"]), "COURSE_THREADS"
+    else:
+        n_threads, reason = choose_threads()
     torch.set_num_threads(n_threads)
     runtime = Runtime(device=chosen, seed=seed, scale=float(scale), threads=n_threads,
-                      in_colab="google.colab" in sys.modules)
+                      in_colab="google.colab" in sys.modules, threads_reason=reason)
     _show_figures_inline()
     if verbose:
         print(runtime.describe())

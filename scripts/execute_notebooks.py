@@ -10,6 +10,9 @@ that fails its check stops the run. Stored outputs are made for a reader without
 - progress-bar widgets (tqdm) are dropped: only meaningful while a cell runs, stored they show a frozen "0%";
 - every other widget keeps only its fallback (e.g. the explorer's picture and hint): a stored widget view can never
   render (its kernel is gone), JupyterLab would show "Error displaying widget: model not found";
+- adjacent outputs of one stream (two prints to stdout around a figure-free gap) are merged into one, as nbval
+  compares them: JupyterLab merges them itself when it saves (after "Trust Notebook", say), and would otherwise keep
+  only part of the text on reopening and mark the notebook modified;
 - the kernelspec is ipykernel's own ("Python 3 (ipykernel)"): any other display name makes JupyterLab rewrite it on
   opening and mark the notebook modified.
 """
@@ -35,6 +38,19 @@ def is_progress_bar(output) -> bool:
     return WIDGET in data and re.search(r"\d+%\|", data.get("text/plain", "")) is not None
 
 
+def merge_streams(outputs: list) -> list:
+    """Adjacent ``stream`` outputs of the same name (stdout or stderr) merged into one, their texts joined in order."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            previous["text"] = previous["text"] + output["text"]
+            continue
+        merged.append(output)
+    return merged
+
+
 def store_for_readers(nb: nbformat.NotebookNode) -> tuple[int, list[int]]:
     """Drop progress bars, strip widget views (keep their fallback); returns (bars dropped, cells of bare widgets)."""
     dropped, bare = 0, []
@@ -52,7 +68,7 @@ def store_for_readers(nb: nbformat.NotebookNode) -> tuple[int, list[int]]:
                 if set(data) <= {"text/plain"}:
                     bare.append(index)  # a reader sees only the widget's repr, e.g. "VBox(children=...)"
             kept.append(output)
-        cell.outputs = kept
+        cell.outputs = merge_streams(kept)
         cell.metadata.pop("execution", None)  # per-cell timestamps: noise in every diff
     nb.metadata.pop("widgets", None)  # widget state: nothing stored refers to it any more
     nb.metadata["kernelspec"] = dict(KERNELSPEC)

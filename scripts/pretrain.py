@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -36,146 +34,26 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_lib.checkpoints import KIND_OF, NAMES, build_model, reference_loss, save_checkpoint
-from course_lib.ngram import BigramLM, UnigramLM, best_add_k, perplexity
 from course_lib.paths import sha256_file
-from course_lib.pretraining import (
-    PretrainingObjective,
+from course_lib.pretraining.checkpoints import KIND_OF, NAMES, build_model, reference_loss, save_checkpoint
+from course_lib.pretraining.distributed import (
     Processes,
-    SpecialIds,
     any_process,
-    bert_batch,
-    bert_losses,
     from_main_process,
     gather_objects,
-    lm_window_loss,
     local_share,
     mean_over_processes,
-    next_sentence_pairs,
     random_state,
-    random_windows,
     restore_random_state,
     start_processes,
     stop_processes,
 )
+from course_lib.pretraining.evaluation import evaluate
+from course_lib.pretraining.objectives import PretrainingObjective, SpecialIds
+from course_lib.pretraining.recipes import RECIPES, Recipe, learning_rate, training_batch
 from course_lib.text.batching import encode_corpus
 from course_lib.text.corpus import load_shakespeare
 from course_lib.text.tokenizers import load_tokenizer
-
-
-@dataclass
-class Recipe:
-    """How one checkpoint is trained: model config, tokenizer, batch shape, steps and the AdamW schedule."""
-
-    tokenizer: str
-    config: dict
-    steps: int
-    batch_size: int
-    length: int  # tokens per LM window; for BERT the length of each of the two segments
-    lr: float
-    warmup: int = 100
-    weight_decay: float = 0.01
-    seed: int = 0
-    eval_every: int = 50
-    mlm_probability: float = 0.15  # BERT only: the share of tokens chosen for the MLM loss while training
-
-
-GPT_SIZE = {"vocab_size": 8192, "context_length": 128, "dim": 128, "n_layers": 4, "n_heads": 4, "dropout": 0.1,
-            "attn_dropout": 0.1}
-RECIPES = {
-    "bert": Recipe("wordpiece", {"vocab_size": 8192, "context_length": 64, "dim": 128, "n_layers": 4, "n_heads": 4,
-                                 "dropout": 0.1, "attn_dropout": 0.1}, steps=5000, batch_size=32, length=30, lr=1e-3,
-                   mlm_probability=0.4),
-    "gpt2": Recipe("bpe", {**GPT_SIZE, "pre_norm": True, "final_norm": True, "scale_residual_init": True},
-                   steps=1000, batch_size=16, length=128, lr=2e-3),
-    "gpt1": Recipe("bpe", {**GPT_SIZE, "pre_norm": False, "final_norm": False, "scale_residual_init": False},
-                   steps=1000, batch_size=16, length=128, lr=1e-3),
-    "transformer-xl": Recipe("bpe", {"vocab_size": 8192, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 32,
-                                     "d_inner": 512, "dropout": 0.1, "dropatt": 0.0, "tgt_len": 64, "mem_len": 64},
-                             steps=1600, batch_size=8, length=256, lr=1e-3),
-    "elmo": Recipe("wordpiece", {"vocab_size": 8192, "dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
-                   steps=800, batch_size=16, length=64, lr=2e-3),
-}
-
-
-def learning_rate(recipe: Recipe, step: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 10% of the peak."""
-    if step < recipe.warmup:
-        return recipe.lr * (step + 1) / recipe.warmup
-    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
-    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def training_batch(kind: str, recipe: Recipe, ids: torch.Tensor, special: SpecialIds | None, step: int):
-    """Batch ``step``: drawn by its own seeded generator, so a resumed run sees the same batches."""
-    generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
-    if kind == "bert":
-        pairs = next_sentence_pairs(ids, recipe.batch_size, recipe.length, generator)
-        return bert_batch(pairs, special, generator, mlm_probability=recipe.mlm_probability)
-    return random_windows(ids, recipe.length + 1, recipe.batch_size, generator)
-
-
-# ------------------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def evaluate(kind: str, model, train_ids: torch.Tensor, valid_ids: torch.Tensor, special, vocab: int) -> dict:
-    """Held-out quality on the 4 validation plays, next to unigram/bigram baselines on the same tokens."""
-    model.eval()
-    if kind == "bert":
-        generator = torch.Generator().manual_seed(1)
-        totals = {"mlm_loss": 0.0, "mlm_accuracy": 0.0, "nsp_accuracy": 0.0}
-        targets = []
-        for _ in range(16):  # 16 x 32 = 512 held-out pairs
-            batch = bert_batch(next_sentence_pairs(valid_ids, 32, 30, generator), special, generator)
-            for key, value in bert_losses(model, batch).items():
-                if key in totals:
-                    totals[key] += float(value) / 16
-            targets.append(batch["mlm_labels"][batch["mlm_labels"] != -100])
-        targets = torch.cat(targets)
-        k, unigram = best_add_k(UnigramLM, train_ids, targets, vocab)
-        most_frequent = int(torch.bincount(train_ids, minlength=vocab).argmax())
-        return {**{key: round(v, 4) for key, v in totals.items()}, "masked_tokens": len(targets),
-                "unigram_mlm_loss": round(unigram, 4), "unigram_k": k,
-                "unigram_mlm_accuracy": round(float((targets == most_frequent).float().mean()), 4),
-                "nsp_chance_accuracy": 0.5}
-    if kind == "transformer_xl":
-        rows = 4
-        length = (min(len(valid_ids), 32_768) - 1) // rows // 64 * 64  # whole segments
-        stream = valid_ids[:rows * length + 1]
-        inputs = torch.stack([stream[r * length:(r + 1) * length] for r in range(rows)])  # [rows, length]
-        targets = torch.stack([stream[r * length + 1:(r + 1) * length + 1] for r in range(rows)])
-        with_memory = float(model.forward_in_segments(inputs, labels=targets).loss)
-        segments = [model(inputs[:, s:s + 64], labels=targets[:, s:s + 64]).loss for s in range(0, length, 64)]
-        without_memory = float(torch.stack(segments).mean())
-        tokens = torch.cat([torch.cat([inputs[r, :1], targets[r]]) for r in range(rows)])
-        result = {"loss_with_memory": round(with_memory, 4), "loss_without_memory": round(without_memory, 4),
-                  "perplexity_with_memory": round(perplexity(with_memory), 2),
-                  "perplexity_without_memory": round(perplexity(without_memory), 2), "tokens": rows * length}
-        return {**result, **baselines(train_ids, tokens, vocab)}
-    windows = valid_ids[:256 * 129].view(256, 129)  # 256 windows of 128 predicted tokens
-    tokens = valid_ids[:256 * 129]
-    if kind == "gpt":
-        loss = sum(float(lm_window_loss(kind, model, w)) for w in windows.split(32)) / 8
-        return {"loss": round(loss, 4), "perplexity": round(perplexity(loss), 2), "bits_per_token":
-                round(loss / math.log(2), 4), "tokens": 256 * 128, **baselines(train_ids, tokens, vocab)}
-    forward = backward = 0.0  # ELMo: each direction on its own
-    for w in windows.split(32):
-        logits = model(w, compute_loss=False).logits  # [2, batch, tokens, vocab]
-        forward += float(F.cross_entropy(logits[0][:, :-1].flatten(0, 1), w[:, 1:].flatten())) / 8
-        backward += float(F.cross_entropy(logits[1][:, 1:].flatten(0, 1), w[:, :-1].flatten())) / 8
-    reverse = baselines(train_ids.flip(0), tokens.flip(0), vocab)
-    return {"forward_loss": round(forward, 4), "backward_loss": round(backward, 4),
-            "forward_perplexity": round(perplexity(forward), 2), "backward_perplexity": round(perplexity(backward), 2),
-            "tokens": 256 * 129, **baselines(train_ids, tokens, vocab),
-            "backward_bigram_loss": reverse["bigram_loss"], "backward_bigram_k": reverse["bigram_k"]}
-
-
-def baselines(train_ids: torch.Tensor, heldout: torch.Tensor, vocab: int) -> dict:
-    """Unigram and bigram add-k cross-entropies (k tuned on held-out, to favour the baseline) on ``heldout``."""
-    unigram_k, unigram = best_add_k(UnigramLM, train_ids, heldout, vocab)
-    bigram_k, bigram = best_add_k(BigramLM, train_ids, heldout, vocab)
-    return {"unigram_loss": round(unigram, 4), "unigram_k": unigram_k,
-            "unigram_perplexity": round(perplexity(unigram), 2),
-            "bigram_loss": round(bigram, 4), "bigram_k": bigram_k, "bigram_perplexity": round(perplexity(bigram), 2)}
 
 
 def plot_curve(rows: list[dict], path: Path, title: str) -> None:
@@ -237,7 +115,7 @@ def train(args: argparse.Namespace, recipe: Recipe, processes: Processes) -> nn.
     valid_ids = encode_corpus(load_shakespeare("valid"), tokenizer) if main_process else None
 
     torch.manual_seed(recipe.seed)
-    model = build_model(kind, recipe.config).to(processes.device)  # the same initial weights in every process
+    model = build_model(kind, asdict(recipe.config)).to(processes.device)  # the same initial weights in every process
     if processes.rank > 0:  # its own dropout masks (rank 0 keeps the seed), from seeds no batch generator uses
         torch.manual_seed(2**40 + recipe.seed * 1_000_003 + processes.rank)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.publish import install_url, repository_slug
+from course_lib.publishing.repository import install_url, repository_slug
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -72,7 +72,7 @@ for name, source in cells.items():
                     "describe": namespace["rt"].describe()}
 
 subprocess.run = real_run
-from course_lib.checkpoints import load_checkpoint
+from course_lib.pretraining.checkpoints import load_checkpoint
 from course_lib.text.spam import load_spam
 model, tokenizer = load_checkpoint("gpt1")  # verified against SHA256SUMS, from the wheel
 report["_loaded"] = {"test_messages": len(load_spam("test")),

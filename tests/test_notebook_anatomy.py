@@ -113,3 +113,27 @@ def test_every_stored_view_reads_without_a_kernel(path):
                 f"cell {index}: {call}(...) stores no picture for a reader without a kernel"
             assert any(re.search(r"run (this cell|the cells above)|trust the notebook", html, re.I)
                        for html in pictures), f"cell {index}: {call}(...) stores no hint on how to make it live"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_two_adjacent_outputs_of_one_stream(path):
+    """JupyterLab merges them when it saves (e.g. after "Trust Notebook"): stored merged, reopening changes nothing."""
+    for index, cell in enumerate(cells(path)):
+        outputs = cell.get("outputs", [])
+        for before, after in zip(outputs, outputs[1:]):
+            assert not (before["output_type"] == after["output_type"] == "stream" and
+                        before["name"] == after["name"]), f"cell {index}: two adjacent {before['name']} outputs"
+
+
+def test_storing_merges_adjacent_streams_and_keeps_the_rest_in_order():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_notebooks", NOTEBOOKS[0].parents[1] / "scripts" /
+                                                  "execute_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = lambda name, text: {"output_type": "stream", "name": name, "text": text}  # noqa: E731
+    picture = {"output_type": "display_data", "data": {"image/png": "..."}, "metadata": {}}
+    merged = module.merge_streams([out("stdout", "a\n"), out("stdout", "b\n"), out("stderr", "w\n"), picture,
+                                   out("stdout", "c\n"), out("stdout", "d")])
+    assert merged == [out("stdout", "a\nb\n"), out("stderr", "w\n"), picture, out("stdout", "c\nd")]

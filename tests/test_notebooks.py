@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course_lib.grading.registry import _RESERVED
-from course_lib.release import RAISES_TAG, release_notebook
+from course_lib.grading.runtime.registry import _RESERVED
+from course_lib.publishing.release import RAISES_TAG, release_notebook
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))

@@ -54,3 +54,11 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     zeros = torch.zeros((), dtype=dtype, device=allowed.device)
     hidden = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=allowed.device)
     return torch.where(allowed, zeros, hidden)
+
+
+def check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> None:
+    """Raise ValueError unless the mask is ``None`` or has exactly the shape of ``input_ids``."""
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)} like input_ids"
+        )

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.blocks.embeddings import LearnedPositionEmbedding, SegmentEmbedding, TokenEmbedding
-from course_lib.blocks.masks import padding_mask
+from course_lib.blocks.masks import check_attention_mask, padding_mask
 from course_lib.blocks.transformer_block import TransformerBlock
-from course_lib.models.outputs import ModelOutput
+from course_lib.models.outputs import ModelOutput, check_sizes
 
 
 @dataclass
@@ -38,11 +38,7 @@ class BertConfig:
     def __post_init__(self):
         if self.hidden_dim is None:
             self.hidden_dim = 4 * self.dim
-        if self.dim % self.n_heads != 0:
-            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        for name in ("vocab_size", "context_length", "dim", "n_layers", "n_heads", "hidden_dim", "n_segments"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(self, ("vocab_size", "context_length", "dim", "n_layers", "n_heads", "hidden_dim", "n_segments"))
 
     @classmethod
     def base(cls) -> BertConfig:
@@ -131,10 +127,7 @@ class BertModel(nn.Module):
         output_attentions: bool = False,
     ) -> ModelOutput:
         """``input_ids [batch, tokens]`` -> hidden states (embeddings + every layer), pooled [CLS], attentions."""
-        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
-            )
+        check_attention_mask(attention_mask, input_ids)
         mask = None
         if attention_mask is not None and not bool(attention_mask.all()):  # no padding: the unmasked fast path
             mask = padding_mask(attention_mask)  # [batch, 1, 1, key]

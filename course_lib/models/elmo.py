@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from course_lib.blocks.lstm_lm import ProjectedLSTMStack, resolve_lengths, reverse_padded
 from course_lib.blocks.scalar_mix import ScalarMix
 from course_lib.models.outputs import ModelOutput
+from course_lib.training.losses import IGNORE_INDEX, next_token_loss
 
 
 @dataclass
@@ -91,11 +91,11 @@ class ElmoBiLM(nn.Module):
         if not mask[:, 1:].any():
             raise ValueError("every sentence has a single token: the language models have nothing to predict")
         # forward: position k predicts token k+1 (both must be real tokens)
-        forward_keep = mask[:, 1:]
-        forward_nll = F.cross_entropy(forward_logits[:, :-1][forward_keep], input_ids[:, 1:][forward_keep])
-        # backward: position k predicts token k-1
-        backward_keep = mask[:, :-1] & mask[:, 1:]
-        backward_nll = F.cross_entropy(backward_logits[:, 1:][backward_keep], input_ids[:, :-1][backward_keep])
+        forward_targets = input_ids[:, 1:].masked_fill(~mask[:, 1:], IGNORE_INDEX)  # [batch, tokens - 1]
+        forward_nll = next_token_loss(forward_logits[:, :-1], forward_targets)
+        # backward: position k predicts token k-1, the backward LM's "next" token
+        backward_targets = input_ids[:, :-1].masked_fill(~(mask[:, :-1] & mask[:, 1:]), IGNORE_INDEX)
+        backward_nll = next_token_loss(backward_logits[:, 1:], backward_targets)
         return forward_nll + backward_nll
 
 

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.blocks.embeddings import LearnedPositionEmbedding, TokenEmbedding
-from course_lib.blocks.masks import padding_mask
+from course_lib.blocks.masks import check_attention_mask, padding_mask
 from course_lib.blocks.transformer_block import TransformerBlock
-from course_lib.models.outputs import ModelOutput
+from course_lib.models.outputs import ModelOutput, check_sizes
+from course_lib.training.losses import next_token_loss, shift_labels
 
 
 @dataclass
@@ -40,11 +41,7 @@ class GPTConfig:
     def __post_init__(self):
         if self.hidden_dim is None:
             self.hidden_dim = 4 * self.dim
-        if self.dim % self.n_heads != 0:
-            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        for name in ("vocab_size", "context_length", "dim", "n_layers", "n_heads", "hidden_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(self, ("vocab_size", "context_length", "dim", "n_layers", "n_heads", "hidden_dim"))
 
     @classmethod
     def gpt1(cls) -> GPTConfig:
@@ -86,14 +83,6 @@ def init_gpt_weights(model: nn.Module, n_layers: int, scale_residual_init: bool)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-
-
-def check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> None:
-    """Raise ValueError unless the mask is ``None`` or has exactly the shape of ``input_ids``."""
-    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(
-            f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)} like input_ids"
-        )
 
 
 class GPTModel(nn.Module):
@@ -138,20 +127,6 @@ class GPTModel(nn.Module):
         )
 
 
-def next_token_loss(
-    logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """L1 = -sum_i log P(u_i | u_<i) averaged over tokens (Radford et al. 2018, Eq. 1).
-
-    ``logits[:, i]`` predicts ``labels[:, i + 1]``; labels equal to -100 and padding positions are skipped.
-    """
-    targets = labels[:, 1:]  # [batch, tokens - 1]
-    if attention_mask is not None:
-        targets = targets.masked_fill(attention_mask[:, 1:] == 0, -100)
-    predictions = logits[:, :-1]  # [batch, tokens - 1, vocab]
-    return F.cross_entropy(predictions.reshape(-1, predictions.size(-1)), targets.reshape(-1), ignore_index=-100)
-
-
 class GPT(nn.Module):
     """GPT language model: the body plus a linear LM head whose weight IS the token embedding (tied)."""
 
@@ -173,7 +148,7 @@ class GPT(nn.Module):
         """Next-token logits ``[batch, tokens, vocab]``; with ``labels`` (usually ``input_ids``) also the LM loss."""
         body = self.transformer(input_ids, attention_mask, output_attentions)
         logits = self.lm_head(body.hidden_states[-1])  # [batch, tokens, vocab]
-        loss = None if labels is None else next_token_loss(logits, labels, attention_mask)
+        loss = None if labels is None else next_token_loss(logits[:, :-1], shift_labels(labels, attention_mask))
         return ModelOutput(logits=logits, loss=loss, hidden_states=body.hidden_states, attentions=body.attentions)
 
 
@@ -215,7 +190,7 @@ class GPTForSequenceClassification(nn.Module):
         self, body: ModelOutput, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
         """L1 on the task's own text, computed from hidden states already at hand (Radford et al. 2018, Eq. 5)."""
-        return next_token_loss(self.gpt.lm_head(body.hidden_states[-1]), input_ids, attention_mask)
+        return next_token_loss(self.gpt.lm_head(body.hidden_states[-1])[:, :-1], shift_labels(input_ids, attention_mask))
 
     def forward(
         self,

@@ -1,4 +1,4 @@
-"""The small output record every course_lib model returns."""
+"""The small output record every course_lib model returns, and the size checks every transformer config runs."""
 
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ class ModelOutput:
     loss: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
     mems: list[torch.Tensor] | None = None
+
+
+def check_sizes(config, names: tuple[str, ...]) -> None:
+    """ValueError unless every named size is >= 1 and ``dim`` splits evenly into ``n_heads`` heads."""
+    if config.dim % config.n_heads != 0:
+        raise ValueError(f"dim ({config.dim}) must be divisible by n_heads ({config.n_heads})")
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")

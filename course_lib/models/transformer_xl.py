@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from course_lib.blocks.relative_attention import RelativePositionEmbedding, relative_distances
@@ -31,6 +30,7 @@ from course_lib.models.transformer_xl_memory import (
     is_plain_causal,
     update_memory,
 )
+from course_lib.training.losses import next_token_loss
 
 
 @dataclass
@@ -200,7 +200,7 @@ class TransformerXLLMHeadModel(nn.Module):
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels shape {tuple(labels.shape)} must equal input_ids shape "
                                  f"{tuple(input_ids.shape)}")
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss = next_token_loss(logits, labels)
         return ModelOutput(logits=logits, hidden_states=output.hidden_states, attentions=output.attentions,
                            loss=loss, mems=output.mems)
 
@@ -219,5 +219,5 @@ class TransformerXLLMHeadModel(nn.Module):
         logits = torch.cat(logits, dim=1)  # [batch, tokens, vocab]
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss = next_token_loss(logits, labels)
         return ModelOutput(logits=logits, loss=loss, mems=mems)

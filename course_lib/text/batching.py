@@ -184,3 +184,11 @@ def lm_batches(
         starts = starts[torch.linspace(0, n_blocks - 1, min(max_blocks, n_blocks)).long()]
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(_Blocks(ids, block_size, starts), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def random_windows(ids: torch.Tensor, length: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``[batch_size, length]`` stretches of the 1-D ``ids`` starting at uniformly random offsets."""
+    if ids.dim() != 1 or len(ids) < length:
+        raise ValueError(f"need a 1-D id tensor of at least length={length} tokens, got shape {tuple(ids.shape)}")
+    starts = torch.randint(len(ids) - length + 1, (batch_size,), generator=generator)  # [batch]
+    return ids[starts[:, None] + torch.arange(length)]  # [batch, length]

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_lib.models.outputs import ModelOutput
-from course_lib.training import Batch, History, fit, model_inputs
+from course_lib.training.loop import Batch, History, fit, model_inputs
 
 COMBINATIONS = ("last", "second_to_last", "sum_all", "sum_last_four", "concat_last_four")
 

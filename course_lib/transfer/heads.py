@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from course_lib.models.outputs import ModelOutput
-from course_lib.training import History, classifier_report, fit
+from course_lib.training.loop import History, classifier_report, fit
 
 from .features import feature_batches
 

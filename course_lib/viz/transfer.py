@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib
 from matplotlib.colors import LogNorm
-from matplotlib.patches import Rectangle
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
 def rate_labels(rates: Sequence[float | str | None]) -> list[str]:
@@ -150,7 +150,7 @@ def plot_loss_per_epoch(histories: Mapping[str, object], columns: int = 3,
     """Small multiples, one panel per run: the loss of every step, and its mean over each epoch.
 
     ``histories[run]`` has ``.loss`` (one value per step) and ``.epoch_ends`` (the step count at each epoch's end),
-    as ``course_lib.training.History`` does. A step's loss mostly shows which examples its batch held; the epoch
+    as ``course_lib.training.loop.History`` does. A step's loss mostly shows which examples its batch held; the epoch
     mean, where every example counts once, shows the learning.
     """
     if not histories:

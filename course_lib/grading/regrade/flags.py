@@ -1,0 +1,94 @@
+"""Lines of a submitted notebook an instructor may want to read: code that reaches for the grader or the interpreter.
+
+The re-grade does not score on these flags (an honest notebook may print ``sys.modules`` while exploring); it lists
+them next to the score so that the instructor reads the few submissions that tamper, or try to. A flag is a hint
+for a human, not a verdict, and obfuscated code (``getattr(__import__("c" + "types"), ...)``) is flagged by its
+``__import__``/``getattr`` with a computed name, not by what it reaches.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+
+from course_lib.grading.regrade.sheet import parse_cell
+from course_lib.grading.runtime import registry
+
+# Names whose use in a notebook is worth a look, with what they can do to a grader.
+_SUSPICIOUS_NAMES = {
+    "_getframe": "reaches the caller's frames", "_current_frames": "reaches other threads' frames",
+    "get_referrers": "finds objects that refer to a value", "get_objects": "lists every live object",
+    "settrace": "traces the grader's code", "setprofile": "traces the grader's code",
+    "__code__": "replaces a function's code", "__globals__": "reaches a function's module",
+    "__closure__": "reaches a function's closure", "__reduce__": "runs code when unpickled",
+    "__reduce_ex__": "runs code when unpickled", "__setstate__": "runs code when unpickled",
+    "_exit": "ends the process without a trace", "addaudithook": "watches the interpreter",
+    "__builtins__": "reaches the built-in functions", "modules": "reads or replaces imported modules",
+    registry.PRIVATE_NAME: "reaches the registry of checks",
+    "register_forward_hook": "runs code in a model's forward, where a check predicts",
+    "register_forward_pre_hook": "runs code in a model's forward, where a check predicts",
+    "register_module_forward_hook": "runs code in every module's forward",
+    "register_module_forward_pre_hook": "runs code in every module's forward",
+}
+_SUSPICIOUS_CALLS = {"exec", "eval", "compile", "__import__", "setattr", "delattr"}
+_WATCHED_MODULES = {"torch", "math", "numpy", "builtins", "course_lib", "operator", "functools", "sys", "cmath",
+                    "random", "inspect"}
+
+
+def suspicious_lines(notebook: nbformat.NotebookNode, limit: int = 8) -> list[str]:
+    """Up to ``limit`` one-line flags such as ``cell 12: assigns torch.allclose``, in notebook order."""
+    trees = [(index, parse_cell(cell.source)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    trees = [(index, tree) for index, tree in trees if tree is not None]
+    watched = {"check"} | _WATCHED_MODULES | set().union(*(_module_aliases(tree) for _, tree in trees))
+    flags: list[str] = []
+    for index, tree in trees:
+        for reason in _cell_flags(tree, watched):
+            flag = f"cell {index}: {reason}"
+            if flag not in flags:
+                flags.append(flag)
+    return flags[:limit] + ([f"... and {len(flags) - limit} more"] if len(flags) > limit else [])
+
+
+def _module_aliases(tree: ast.Module) -> set[str]:
+    """Names a cell binds to the modules a grader relies on: ``torch``, ``F``, ``np``, ``registry``, ..."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                module = node.module if isinstance(node, ast.ImportFrom) and node.module else alias.name
+                if module.split(".")[0] in _WATCHED_MODULES:
+                    names.add((alias.asname or alias.name).split(".")[0])
+    return names
+
+
+def _cell_flags(tree: ast.Module, watched: set[str]) -> list[str]:
+    """The reasons to look at one cell, in source order; ``watched`` names modules (and ``check``)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for target in targets:
+                names = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+                dunder = isinstance(target, ast.Attribute) and target.attr.startswith("__") and names != {"self"}
+                if isinstance(target, (ast.Attribute, ast.Subscript)) and (names & watched or dunder):
+                    found.append((line, f"assigns {ast.unparse(target)}"))
+                elif isinstance(target, ast.Name) and target.id == "check":
+                    found.append((line, "rebinds `check`"))
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == "check":
+            found.append((line, "defines its own `check`"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SUSPICIOUS_CALLS:
+            found.append((line, f"calls {node.func.id}(...)"))
+        elif isinstance(node, ast.Attribute) and node.attr in _SUSPICIOUS_NAMES:
+            found.append((line, f"uses {ast.unparse(node)} ({_SUSPICIOUS_NAMES[node.attr]})"))
+        elif isinstance(node, ast.Name) and node.id in _SUSPICIOUS_NAMES and node.id != "modules":
+            found.append((line, f"uses {node.id} ({_SUSPICIOUS_NAMES[node.id]})"))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            for alias in node.names:
+                full = f"{module}.{alias.name}" if module else alias.name
+                if full.split(".")[0] in {"ctypes", "gc"} or (full.startswith("course_lib.grading")
+                                                               and full != "course_lib.grading.check"):
+                    found.append((line, f"imports {full}"))
+    return [reason for _, reason in sorted(found, key=lambda item: item[0])]
