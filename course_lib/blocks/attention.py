@@ -1,4 +1,9 @@
-"""Scaled dot-product attention and multi-head attention (Vaswani et al. 2017, Sec. 3.2)."""
+"""Scaled dot-product attention and multi-head attention (Vaswani et al. 2017, Sec. 3.2).
+
+``MultiHeadAttention`` can also read a ``memory``: earlier hidden states that serve as extra keys and values but
+ask no queries (Transformer-XL's cached segment). Its score step is one method, :meth:`MultiHeadAttention.attend`,
+so a variant such as relative attention overrides only the scores.
+"""
 
 from __future__ import annotations
 
@@ -19,52 +24,62 @@ def scaled_dot_product_attention(
     is_causal: bool = False,
     dropout: float = 0.0,
     need_weights: bool = False,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V  (Vaswani et al. 2017, Eq. 1).
+    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + B) V  (Vaswani et al. 2017, Eq. 1; B = 0 there).
 
     ``query`` is ``[batch, heads, query, head_dim]``, ``key``/``value`` are ``[batch, heads, key, head_dim]``;
-    ``mask`` is boolean, ``True`` where a query may look at a key, broadcastable to ``[batch, heads, query, key]``.
+    ``mask`` is boolean, ``True`` where a query may look at a key, broadcastable to ``[batch, heads, query, key]``;
+    ``bias`` is an optional float term B added to the scaled scores (Transformer-XL's position terms), also
+    broadcastable to ``[batch, heads, query, key]``. With more keys than queries, the queries are the LAST ones.
     Returns ``(output [batch, heads, query, head_dim], weights [batch, heads, query, key] or None)``.
     The weights are computed explicitly only when ``need_weights``; otherwise PyTorch's fused kernel does the same
     sum without ever storing the ``query x key`` matrix.
     """
     same_length = query.size(-2) == key.size(-2)
-    if not need_weights and mask is None and (same_length or not is_causal):
+    if not need_weights and mask is None and bias is None and (same_length or not is_causal):
         # The fastest path: the fused kernel builds the causal mask itself (or needs none).
         return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=is_causal), None
     if is_causal:
         mask = combine_masks(causal_mask(query.size(-2), key.size(-2), device=query.device), mask)
+    if mask is not None:  # 0 where allowed, very negative where hidden: [.., query, key]
+        bias = additive_mask(mask, query.dtype) if bias is None else bias + additive_mask(mask, bias.dtype)
     if not need_weights:
-        bias = additive_mask(mask, query.dtype)  # [.., query, key]: 0 where allowed, very negative where hidden
         return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout), None
 
     scores = torch.matmul(query, key.transpose(-2, -1)) * (1.0 / math.sqrt(query.size(-1)))  # [batch, heads, q, k]
-    if mask is not None:
-        scores = scores + additive_mask(mask, scores.dtype)
+    if bias is not None:
+        scores = scores + bias
     weights = torch.softmax(scores, dim=-1)  # [batch, heads, query, key], each row sums to 1
     output = torch.matmul(F.dropout(weights, p=dropout, training=dropout > 0), value)  # [batch, heads, q, head_dim]
     return output, weights
 
 
 class MultiHeadAttention(nn.Module):
-    """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V) (Eq. 4-5)."""
+    """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V) (Eq. 4-5).
 
-    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, attn_dropout: float = 0.0, bias: bool = True):
+    ``head_dim`` defaults to ``dim // n_heads``; Transformer-XL sets it on its own (``n_heads * head_dim`` may
+    differ from ``dim``). ``bias=False`` drops the projections' biases (Transformer-XL has none).
+    """
+
+    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, attn_dropout: float = 0.0, bias: bool = True,
+                 head_dim: int | None = None):
         super().__init__()
-        if dim % n_heads != 0:
+        if head_dim is None and dim % n_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by n_heads ({n_heads})")
         self.n_heads = n_heads
-        self.head_dim = dim // n_heads
+        self.head_dim = dim // n_heads if head_dim is None else head_dim
         self.attn_dropout = attn_dropout
-        # All heads' W_i^Q side by side in one [dim, dim] matrix; the same for keys and values.
-        self.query = nn.Linear(dim, dim, bias=bias)
-        self.key = nn.Linear(dim, dim, bias=bias)
-        self.value = nn.Linear(dim, dim, bias=bias)
-        self.output = nn.Linear(dim, dim, bias=bias)  # W^O
+        inner = n_heads * self.head_dim
+        # All heads' W_i^Q side by side in one [dim, heads * head_dim] matrix; the same for keys and values.
+        self.query = nn.Linear(dim, inner, bias=bias)
+        self.key = nn.Linear(dim, inner, bias=bias)
+        self.value = nn.Linear(dim, inner, bias=bias)
+        self.output = nn.Linear(inner, dim, bias=bias)  # W^O
         self.output_dropout = nn.Dropout(dropout)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[batch, tokens, dim]`` -> ``[batch, heads, tokens, head_dim]``."""
+        """``[batch, tokens, heads * head_dim]`` -> ``[batch, heads, tokens, head_dim]``."""
         batch, tokens, _ = x.shape
         return x.view(batch, tokens, self.n_heads, self.head_dim).transpose(1, 2)
 
@@ -74,13 +89,27 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         is_causal: bool = False,
         output_attentions: bool = False,
+        memory: torch.Tensor | None = None,
+        **score_inputs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Self-attention over ``x [batch, tokens, dim]``; returns ``(output [batch, tokens, dim], weights | None)``."""
-        batch, tokens, dim = x.shape
+        """Self-attention over ``x [batch, tokens, dim]``; returns ``(output [batch, tokens, dim], weights | None)``.
+
+        With ``memory [batch, memory, dim]`` the keys and values come from ``[memory; x]`` and the queries from ``x``
+        alone. ``score_inputs`` go to :meth:`attend` (a subclass's extra inputs, e.g. relative positions).
+        """
+        batch, tokens, _ = x.shape
+        context = x if memory is None else torch.cat([memory, x], dim=1)  # [batch, keys, dim]
         query = self.split_heads(self.query(x))  # [batch, heads, tokens, head_dim]
-        key = self.split_heads(self.key(x))  # [batch, heads, tokens, head_dim]
-        value = self.split_heads(self.value(x))  # [batch, heads, tokens, head_dim]
-        attended, weights = scaled_dot_product_attention(
+        key = self.split_heads(self.key(context))  # [batch, heads, keys, head_dim]
+        value = self.split_heads(self.value(context))  # [batch, heads, keys, head_dim]
+        attended, weights = self.attend(query, key, value, mask, is_causal, output_attentions, **score_inputs)
+        attended = attended.transpose(1, 2).reshape(batch, tokens, -1)  # concatenate the heads: [b, tokens, h * d]
+        return self.output_dropout(self.output(attended)), weights
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+               is_causal: bool, output_attentions: bool, bias: torch.Tensor | None = None):
+        """The score step, softmax(Q K^T / sqrt(d_k) + bias) V per head; a subclass changes the scores here."""
+        return scaled_dot_product_attention(
             query,
             key,
             value,
@@ -88,6 +117,5 @@ class MultiHeadAttention(nn.Module):
             is_causal=is_causal,
             dropout=self.attn_dropout if self.training else 0.0,
             need_weights=output_attentions,
+            bias=bias,
         )
-        attended = attended.transpose(1, 2).reshape(batch, tokens, dim)  # concatenate the heads: [batch, tokens, dim]
-        return self.output_dropout(self.output(attended)), weights

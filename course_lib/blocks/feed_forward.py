@@ -9,17 +9,26 @@ from torch import nn
 class FeedForward(nn.Module):
     """FFN(x) = GELU(x W_1 + b_1) W_2 + b_2, applied to every position separately (Vaswani et al. 2017, Eq. 2).
 
-    The 2017 Transformer used ReLU; GPT and BERT use GELU (Hendrycks & Gimpel 2016). GPT-1 and GPT-2 use its tanh
-    approximation (``approximate_gelu=True``), BERT the exact erf form.
+    The 2017 Transformer used ReLU (``activation="relu"``, as Transformer-XL); GPT and BERT use GELU
+    (Hendrycks & Gimpel 2016). GPT-1 and GPT-2 use its tanh approximation (``approximate_gelu=True``), BERT the
+    exact erf form. ``hidden_dropout`` drops units after the activation (Transformer-XL's ``PositionwiseFF``);
+    ``dropout`` acts on the output.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0, approximate_gelu: bool = False):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0, approximate_gelu: bool = False,
+                 activation: str = "gelu", hidden_dropout: float = 0.0):
         super().__init__()
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
         self.expand = nn.Linear(dim, hidden_dim)  # W_1: dim -> hidden_dim (usually 4 * dim)
-        self.activation = nn.GELU(approximate="tanh" if approximate_gelu else "none")
+        if activation == "relu":
+            self.activation = nn.ReLU()
+        else:
+            self.activation = nn.GELU(approximate="tanh" if approximate_gelu else "none")
+        self.hidden_dropout = nn.Dropout(hidden_dropout)
         self.project = nn.Linear(hidden_dim, dim)  # W_2: back to dim
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, tokens, dim]`` -> ``[batch, tokens, dim]``."""
-        return self.dropout(self.project(self.activation(self.expand(x))))
+        return self.dropout(self.project(self.hidden_dropout(self.activation(self.expand(x)))))

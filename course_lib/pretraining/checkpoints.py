@@ -4,7 +4,8 @@
 
 Each checkpoint is a folder ``data/checkpoints/NAME/`` with ``model.safetensors`` (fp32 weights), ``config.json``
 (the model's dataclass config, the tokenizer's name, the training recipe and the measured held-out quality) and the
-training curve (``curve.csv``, ``curve.png``). Both ``model.safetensors`` and ``config.json`` are checked against
+training curve (``curve.csv``, ``curve.png``). A Transformer-XL saved under the authors' names (the shipped one) is
+read through ``course_lib.convert.transformer_xl``. Both ``model.safetensors`` and ``config.json`` are checked against
 ``data/SHA256SUMS`` before anything is read: a changed file is refused with a ``DataFileError``.
 """
 
@@ -15,10 +16,11 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 from tokenizers import Tokenizer
 from torch import nn
 
+from course_lib.convert.transformer_xl import config_fields_from_authors, load_transformer_xl, uses_authors_names
 from course_lib.models.bert import BertConfig, BertForPreTraining
 from course_lib.models.elmo import ElmoBiLM, ElmoConfig
 from course_lib.models.gpt import GPT, GPTConfig
@@ -93,8 +95,13 @@ def load_checkpoint(name: str) -> tuple[nn.Module, Tokenizer]:
     kind = check_name(name)
     record = read_config(name)
     weights = verified_file(name, "model.safetensors")  # DataFileError if missing or changed
-    model = build_model(kind, record["config"])
-    load_model(model, str(weights), strict=True)
+    fields = record["config"]
+    if kind == "transformer_xl" and uses_authors_names(fields):  # saved before the course's names: convert
+        config = config_from_dict(TransformerXLConfig, config_fields_from_authors(fields))
+        model = load_transformer_xl(load_file(str(weights)), config)
+    else:
+        model = build_model(kind, fields)
+        load_model(model, str(weights), strict=True)
     return model.eval(), load_tokenizer(record["tokenizer"])
 
 

@@ -2,9 +2,10 @@
 
 The vanilla model of Al-Rfou et al. (2018) has a fixed context of L tokens and no memory, so for every token it
 predicts it recomputes its whole window: L positions through every layer, for one prediction. Transformer-XL reads a
-segment of ``tgt_len`` tokens against a memory of ``mem_len = L`` cached hidden states (with ``same_length`` every
-query sees exactly L tokens, as in the authors' evaluation) and predicts all of them. Both models have the same
-width and depth; the vanilla one uses absolute positions, as it was trained.
+segment of ``segment_len`` tokens against a memory of ``mem_len = L`` cached hidden states (with ``same_length``
+every query sees exactly L tokens, as in the authors' evaluation) and predicts all of them; like the authors' code, it
+projects the cached states' keys and values again in every segment. Both models have the same width and depth; the
+vanilla one uses absolute positions, as it was trained.
 
 Timing: on a CPU both models run on one thread and we count that thread's CPU time (``time.thread_time``), so other
 programs on a shared machine do not inflate either number; on a GPU, wall-clock time after synchronising. Each
@@ -23,8 +24,8 @@ from course_lib.models.transformer_xl import TransformerXLConfig, TransformerXLL
 
 # The authors' WikiText-103 width (1024 wide, 16 heads of 64, inner 4096) and a byte vocabulary like enwik8's.
 # Depth does not change the per-layer ratio, so two layers keep the benchmark to a minute or so.
-BENCHMARK_CONFIG = TransformerXLConfig(vocab_size=256, n_layer=2, n_head=16, d_model=1024, d_head=64,
-                                       d_inner=4096, dropout=0.0, dropatt=0.0)
+BENCHMARK_CONFIG = TransformerXLConfig(vocab_size=256, n_layers=2, n_heads=16, dim=1024, head_dim=64,
+                                       hidden_dim=4096, dropout=0.0, attn_dropout=0.0)
 
 
 @dataclass
@@ -65,21 +66,16 @@ def vanilla_seconds_per_token(model: TransformerXLLMHeadModel, tokens: torch.Ten
 
 
 def xl_seconds_per_token(model: TransformerXLLMHeadModel, tokens: torch.Tensor, segment_len: int,
-                         segments: int, reuse_keys_values: bool = True) -> float:
-    """Fill the memory, then time ``segments`` segments of ``segment_len`` predicted tokens each.
-
-    ``reuse_keys_values=False`` hands the memory over as a plain list, so every segment projects the memory's
-    keys and values again from the cached hidden states, as the authors' code does.
-    """
+                         segments: int) -> float:
+    """Fill the memory, then time ``segments`` segments of ``segment_len`` predicted tokens each."""
     clock = _clock(tokens.device)
     mems, position = None, 0
-    while position < model.config.mem_len:  # warm-up: memory full, position keys computed
+    while position < model.config.mem_len:  # warm-up: memory full
         mems = model(tokens[:, position:position + segment_len], mems=mems).mems
         position += segment_len
     start = clock()
     for _ in range(segments):
-        memory = mems if reuse_keys_values else list(mems)
-        mems = model(tokens[:, position:position + segment_len], mems=memory).mems  # [1, T, vocab] logits
+        mems = model(tokens[:, position:position + segment_len], mems=mems).mems  # [1, T, vocab] logits
         position += segment_len
     return (clock() - start) / (segments * segment_len)
 
@@ -87,11 +83,10 @@ def xl_seconds_per_token(model: TransformerXLLMHeadModel, tokens: torch.Tensor, 
 def measure_eval_speedup(attention_lengths: Sequence[int] = (64, 128, 256, 512, 1024),
                          config: TransformerXLConfig = BENCHMARK_CONFIG, segment_len: int | None = None,
                          vanilla_predictions: int = 3, xl_tokens: int = 1024, repeats: int = 3,
-                         device: str | torch.device = "cpu", reuse_keys_values: bool = True,
-                         seed: int = 0) -> list[SpeedRow]:
+                         device: str | torch.device = "cpu", seed: int = 0) -> list[SpeedRow]:
     """Time both models at every attention length L (XL: ``mem_len = L``, ``same_length``).
 
-    ``segment_len`` (XL's ``tgt_len``) defaults to min(L, 256). On one CPU core the default range takes about a
+    ``segment_len`` (XL's segment) defaults to min(L, 256). On one CPU core the default range takes about a
     minute; the notebook's quick version, ``measure_eval_speedup((32, 64, 128, 256), repeats=1, xl_tokens=512)``,
     about ten seconds.
     """
@@ -106,9 +101,9 @@ def measure_eval_speedup(attention_lengths: Sequence[int] = (64, 128, 256, 512, 
             segment = segment_len or min(attention_len, 256)
             segments = max(2, xl_tokens // segment)
             vanilla = TransformerXLLMHeadModel(replace(config, relative_positions=False, mem_len=0,
-                                                       same_length=False, tgt_len=attention_len)).to(device).eval()
+                                                       same_length=False, segment_len=attention_len)).to(device).eval()
             xl = TransformerXLLMHeadModel(replace(config, relative_positions=True, mem_len=attention_len,
-                                                  same_length=True, tgt_len=segment)).to(device).eval()
+                                                  same_length=True, segment_len=segment)).to(device).eval()
             needed = attention_len + segment * (segments + 1) + vanilla_predictions
             tokens = torch.randint(0, config.vocab_size, (1, needed), device=device)
             vanilla_times, xl_times = [], []
@@ -117,7 +112,7 @@ def measure_eval_speedup(attention_lengths: Sequence[int] = (64, 128, 256, 512, 
                 for _ in range(repeats):  # interleaved, so a busy moment hits both
                     vanilla_times.append(vanilla_seconds_per_token(vanilla, tokens, attention_len,
                                                                    vanilla_predictions))
-                    xl_times.append(xl_seconds_per_token(xl, tokens, segment, segments, reuse_keys_values))
+                    xl_times.append(xl_seconds_per_token(xl, tokens, segment, segments))
             rows.append(SpeedRow(attention_len, segment, min(vanilla_times), min(xl_times)))
     finally:
         torch.set_num_threads(threads)

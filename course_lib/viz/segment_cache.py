@@ -273,7 +273,7 @@ def memory_attention_encoder(model, tokenizer, segment_len: int):
 
     def encode(text: str, text_b: str | None = None):
         encoding = tokenizer.encode(text if text_b is None else f"{text} {text_b}")
-        ids = torch.tensor([encoding.ids[:2 * segment_len]], device=model.transformer.word_emb.weight.device)
+        ids = torch.tensor([encoding.ids[:2 * segment_len]], device=model.transformer.token_embedding.weight.device)
         if ids.size(1) <= segment_len:
             raise ValueError(f"need more than {segment_len} tokens (two segments), got {ids.size(1)}")
         was_training = model.training

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 
 from course_lib.blocks.relative_attention import RelativePositionEmbedding, relative_distances, relative_shift
 from course_lib.models.transformer_xl import TransformerXLConfig, TransformerXLLMHeadModel
-from course_lib.models.transformer_xl_memory import TransformerXLMemory, attention_mask_with_memory
+from course_lib.models.transformer_xl_memory import attention_mask_with_memory
 from course_lib.training.eval_speed import format_speed_table, measure_eval_speedup
 
-CONFIG = TransformerXLConfig(vocab_size=40, n_layer=2, n_head=2, d_model=16, d_head=8, d_inner=32, dropout=0.0,
-                             tgt_len=5, mem_len=15)
+CONFIG = TransformerXLConfig(vocab_size=40, n_layers=2, n_heads=2, dim=16, head_dim=8, hidden_dim=32, dropout=0.0,
+                             segment_len=5, mem_len=15)
 
 
 def _model(config=CONFIG, seed=0) -> TransformerXLLMHeadModel:
@@ -57,40 +57,40 @@ def test_relative_position_embedding_concatenates_sin_and_cos():
     inverse_frequency = 1 / 10000 ** (torch.arange(0, 6, 2) / 6)
     angles = distances[:, None] * inverse_frequency
     torch.testing.assert_close(embedding(distances), torch.cat([angles.sin(), angles.cos()], -1))
-    assert relative_distances(5, clamp_len=2).tolist() == [2, 2, 2, 1, 0]
+    assert relative_distances(5, max_distance=2).tolist() == [2, 2, 2, 1, 0]
 
 
 @pytest.mark.parametrize("changes", [
     {},
-    {"pre_lnorm": True},
+    {"pre_norm": True},
     {"same_length": True, "mem_len": 20},
-    {"clamp_len": 3},
+    {"max_distance": 3},
     {"mem_len": 100},
 ])
 @pytest.mark.parametrize("grad_enabled", [False, True])
 def test_segments_with_memory_equal_one_full_pass(changes, grad_enabled):
     model = _model(replace(CONFIG, **changes))
     tokens = _tokens()
-    with torch.set_grad_enabled(grad_enabled):  # no_grad also reuses the memory's keys and values
+    with torch.set_grad_enabled(grad_enabled):
         full = model(tokens).logits
         segmented = model.forward_in_segments(tokens).logits
         by_hand, mems = [], None  # the same recurrence written out, memory as a plain list
-        for start in range(0, tokens.size(1), CONFIG.tgt_len):
-            output = model(tokens[:, start:start + CONFIG.tgt_len], mems=None if mems is None else list(mems))
+        for start in range(0, tokens.size(1), CONFIG.segment_len):
+            output = model(tokens[:, start:start + CONFIG.segment_len], mems=None if mems is None else list(mems))
             by_hand.append(output.logits)
             mems = output.mems
     torch.testing.assert_close(segmented, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.cat(by_hand, 1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_memory_holds_n_layer_plus_one_states_of_at_most_mem_len():
+def test_memory_holds_n_layers_plus_one_states_of_at_most_mem_len():
     model = _model()
     mems = None
-    for segment in _tokens(length=20).split(CONFIG.tgt_len, dim=1):
+    for segment in _tokens(length=20).split(CONFIG.segment_len, dim=1):
         mems = model(segment, mems=mems).mems
-        assert len(mems) == CONFIG.n_layer + 1
-    assert all(m.shape == (2, CONFIG.mem_len, CONFIG.d_model) for m in mems)
-    assert model(_tokens(length=3), mems=None).mems[0].shape == (2, 3, CONFIG.d_model)
+        assert len(mems) == CONFIG.n_layers + 1
+    assert all(m.shape == (2, CONFIG.mem_len, CONFIG.dim) for m in mems)
+    assert model(_tokens(length=3), mems=None).mems[0].shape == (2, 3, CONFIG.dim)
     assert _model(replace(CONFIG, mem_len=0))(_tokens(length=3)).mems is None
 
 
@@ -103,7 +103,7 @@ def test_gradients_do_not_reach_the_memory():
     out2 = model(second, mems=out1.mems, labels=second)
     out2.loss.backward()
     assert out1.hidden_states[0].grad is None, "the second segment's loss flowed into the first segment"
-    assert model.transformer.r_w_bias.grad is not None  # ... while the weights did get gradients
+    assert model.transformer.u.grad is not None  # ... while the weights did get gradients
 
 
 def test_absolute_positions_break_when_segments_are_reused():
@@ -112,9 +112,9 @@ def test_absolute_positions_break_when_segments_are_reused():
     with torch.no_grad():
         full = model(tokens).logits
         segmented = model.forward_in_segments(tokens).logits
-    first = slice(0, CONFIG.tgt_len)
+    first = slice(0, CONFIG.segment_len)
     torch.testing.assert_close(segmented[:, first], full[:, first], atol=1e-5, rtol=1e-5)  # positions 0..4 agree
-    assert (segmented[:, CONFIG.tgt_len:] - full[:, CONFIG.tgt_len:]).abs().max() > 1e-2  # 0 1 2 3 4 0 1 ... don't
+    assert (segmented[:, CONFIG.segment_len:] - full[:, CONFIG.segment_len:]).abs().max() > 1e-2  # 0 1 2 3 4 0 ...
 
 
 @pytest.mark.parametrize("relative", [True, False])
@@ -126,10 +126,10 @@ def test_attentions_cover_memory_and_match_the_fused_path(relative):
         explicit = model(second, mems=mems, output_attentions=True)
         fused = model(second, mems=list(mems))
     torch.testing.assert_close(explicit.logits, fused.logits, atol=1e-5, rtol=1e-5)
-    assert len(explicit.attentions) == CONFIG.n_layer
+    assert len(explicit.attentions) == CONFIG.n_layers
     for probabilities in explicit.attentions:
-        assert probabilities.shape == (2, CONFIG.n_head, 4, 5 + 4)  # [batch, heads, query, memory + query]
-        torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, CONFIG.n_head, 4))
+        assert probabilities.shape == (2, CONFIG.n_heads, 4, 5 + 4)  # [batch, heads, query, memory + query]
+        torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, CONFIG.n_heads, 4))
         hidden_future = ~attention_mask_with_memory(4, 5, CONFIG.mem_len)
         assert torch.all(probabilities[..., hidden_future] == 0)
 
@@ -140,24 +140,23 @@ def test_same_length_gives_every_query_mem_len_keys():
     assert allowed[0].tolist() == [False] + [True] * 6 + [False] * 3
 
 
-def test_cached_keys_values_are_dropped_when_weights_change():
+def test_changed_weights_are_used_with_an_old_memory():
     model = _model()
     first, second = _tokens(length=10).split(5, dim=1)
     with torch.no_grad():
         mems = model(first).mems
-        assert isinstance(mems, TransformerXLMemory) and mems.keys_values is not None
-        model(second, mems=mems)  # caches the position keys too
-        for layer in model.transformer.layers:
-            layer.attention.qkv_net.weight.mul_(1.5)
-            layer.attention.r_net.weight.mul_(0.5)
+        model(second, mems=mems)
+        for block in model.transformer.blocks:
+            for projection in (block.attn.query, block.attn.key, block.attn.value):  # the authors' qkv_net
+                projection.weight.mul_(1.5)
+            block.attn.position.weight.mul_(0.5)
         reused = model(second, mems=mems).logits
         recomputed = model(second, mems=[m.clone() for m in mems]).logits
-    assert mems.known_keys_values(model.transformer.evaluation_fingerprint()) is None
     torch.testing.assert_close(reused, recomputed, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("in_place", [True, False])
-def test_cached_keys_values_are_dropped_when_the_memory_changes(in_place):
+def test_a_changed_memory_is_read_as_it_is_now(in_place):
     model = _model()
     first, second = _tokens(length=10).split(5, dim=1)
     with torch.no_grad():
@@ -166,7 +165,6 @@ def test_cached_keys_values_are_dropped_when_the_memory_changes(in_place):
             mems[1].mul_(2.0)  # an in-place change of a state
         else:
             mems[1] = mems[1] * 2.0  # a replaced state
-        assert mems.known_keys_values(model.transformer.evaluation_fingerprint()) is None
         reused = model(second, mems=mems).logits
         recomputed = model(second, mems=[m.clone() for m in mems]).logits
     torch.testing.assert_close(reused, recomputed, atol=1e-6, rtol=1e-6)
@@ -187,7 +185,7 @@ def test_bad_input_says_what_is_wrong():
     mems = model(_tokens(batch=2, length=5)).mems
     with pytest.raises(ValueError, match="memory batch size 2 does not match the input batch size 3"):
         model(_tokens(batch=3, length=5), mems=mems)
-    with pytest.raises(ValueError, match="expected n_layer \\+ 1 = 3 memories"):
+    with pytest.raises(ValueError, match="expected n_layers \\+ 1 = 3 memories"):
         model(_tokens(length=5), mems=mems[:2])
     with pytest.raises(ValueError, match="memory width"):
         model(_tokens(length=5), mems=[m[..., :8] for m in mems])
@@ -198,7 +196,7 @@ def test_bad_input_says_what_is_wrong():
     with pytest.raises(ValueError, match="same_length=True needs mem_len > 0"):
         replace(CONFIG, same_length=True, mem_len=0)
     with pytest.raises(ValueError, match="even"):
-        replace(CONFIG, d_model=15)
+        replace(CONFIG, dim=15)
 
 
 def test_speed_table_runs_on_a_tiny_model():

@@ -88,8 +88,8 @@ def test_lm_window_loss_for_each_kind():
     gpt = GPT(GPTConfig(vocab_size=30, context_length=17, dim=16, n_layers=1, n_heads=2)).eval()
     # GPT's forward shifts labels inside: labels = the whole window predicts tokens 2..17 from 1..16
     torch.testing.assert_close(lm_window_loss("gpt", gpt, windows), gpt(windows, labels=windows).loss)
-    xl = TransformerXLLMHeadModel(TransformerXLConfig(vocab_size=30, n_layer=1, n_head=2, d_model=16, d_head=8,
-                                                      d_inner=32, tgt_len=8, mem_len=8)).eval()
+    xl = TransformerXLLMHeadModel(TransformerXLConfig(vocab_size=30, n_layers=1, n_heads=2, dim=16, head_dim=8,
+                                                      hidden_dim=32, segment_len=8, mem_len=8)).eval()
     by_hand = F.cross_entropy(xl.forward_in_segments(windows[:, :-1]).logits.flatten(0, 1), windows[:, 1:].flatten())
     torch.testing.assert_close(lm_window_loss("transformer_xl", xl, windows), by_hand)
     elmo = ElmoBiLM(ElmoConfig(vocab_size=30, dim=8, hidden_size=16, num_layers=2)).eval()

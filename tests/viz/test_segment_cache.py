@@ -145,8 +145,8 @@ def test_memory_attention_encoder_stacks_both_segments_into_one_square_per_layer
     from course_lib.viz.explorer import AttentionExplorer
 
     torch.manual_seed(0)
-    model = TransformerXLLMHeadModel(TransformerXLConfig(vocab_size=40, n_layer=2, n_head=2, d_model=16, d_head=8,
-                                                         d_inner=32, tgt_len=4, mem_len=4)).train()
+    model = TransformerXLLMHeadModel(TransformerXLConfig(vocab_size=40, n_layers=2, n_heads=2, dim=16, head_dim=8,
+                                                         hidden_dim=32, segment_len=4, mem_len=4)).train()
     encode = memory_attention_encoder(model, WordTokenizer(), segment_len=4)
     tokens, attentions = encode("a b c d e f g h i j")  # only the first two segments: 8 tokens
     assert tokens == list("abcdefgh") and model.training  # training mode restored

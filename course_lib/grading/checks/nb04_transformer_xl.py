@@ -151,7 +151,7 @@ _MEMORY_MISTAKES = [
 
 def _draw_memory_case(draw: random.Random, generator: torch.Generator, case: str):
     """Hidden states that are part of a graph (leaves with requires_grad), the old memory, and mem_len."""
-    n_states, batch, d_model = draw.randint(2, 4), draw.randint(1, 3), draw.choice([4, 6, 8])
+    n_states, batch, dim = draw.randint(2, 4), draw.randint(1, 3), draw.choice([4, 6, 8])
     query_len = draw.randint(3, 6)
     if case == "first segment":
         memory_len, mem_len = None, query_len + draw.randint(1, 4)
@@ -164,9 +164,9 @@ def _draw_memory_case(draw: random.Random, generator: torch.Generator, case: str
     else:  # "mem_len < qlen": only the end of the segment stays
         mem_len = draw.randint(1, query_len - 1)
         memory_len = mem_len
-    hidden_states = [torch.randn(batch, query_len, d_model, generator=generator).requires_grad_(True)
+    hidden_states = [torch.randn(batch, query_len, dim, generator=generator).requires_grad_(True)
                      for _ in range(n_states)]
-    mems = None if memory_len is None else [torch.randn(batch, memory_len, d_model, generator=generator)
+    mems = None if memory_len is None else [torch.randn(batch, memory_len, dim, generator=generator)
                                             for _ in range(n_states)]
     return hidden_states, mems, mem_len
 
@@ -183,7 +183,7 @@ def memory_update(fn: Callable, *, seed: int | None = None) -> str:
                           "last mem_len hidden states alone."),
             (r"leaf Variable|in-place", "do not change the hidden states in place: build new tensors "
                                         "(torch.cat, slicing, .detach())."),
-            (r"(?i)(size|shape|dimension)", "concatenate along the tokens (dim=1 of [batch, tokens, d_model]) and read "
+            (r"(?i)(size|shape|dimension)", "concatenate along the tokens (dim=1 of [batch, tokens, dim]) and read "
                                         "every size from the tensors or from mem_len; never type sizes in.")])
         if not all(hidden.requires_grad for hidden in call.args[0]):
             raise CheckFailure(f"({case}) your function detached the hidden states themselves, in place (detach_ or "
@@ -217,7 +217,7 @@ def _grade_memory(answer: object, hidden_states: list[torch.Tensor], mems: list[
                     raise CheckFailure(f"({case}) this looks like '{name}'.", details=[sizes], hint=hint)
             raise CheckFailure(f"({case}) new_mems[{index}] should have shape {list(reference.shape)}, got "
                                f"{list(tensor.shape)}.", details=[sizes],
-                               hint="[batch, min(old + new tokens, mem_len), d_model]: concatenate along dim=1, then "
+                               hint="[batch, min(old + new tokens, mem_len), dim]: concatenate along dim=1, then "
                                     "keep the last mem_len positions.")
     if not _same_values(got, expected):
         for name, hint in _MEMORY_MISTAKES:

@@ -130,11 +130,11 @@ def xl_evaluation(fn: Callable, *, seed: int | None = None) -> str:
         raise CheckFailure("these are the losses WITHOUT memory: every segment starts from nothing.", details=details,
                            hint="pass the previous segment's `output.mems` to the next call: "
                                 "`output = model(segment, mems=mems); mems = output.mems`.")
-    config_len = handed.config.tgt_len
+    config_len = handed.config.segment_len
     if config_len != segment_len and is_close(
             got, _reference_losses(reference_model, ids, config_len), atol=1e-4, rtol=1e-4):
-        raise CheckFailure(f"these are the losses for segments of {config_len} tokens (the model's tgt_len), not "
-                           f"{segment_len}.", details=details,
+        raise CheckFailure(f"these are the losses for segments of {config_len} tokens (the model's "
+                           f"config.segment_len), not {segment_len}.", details=details,
                            hint="use the segment_len argument; never type sizes in.")
     if is_close(got, expected.exp(), atol=1e-3, rtol=1e-3):
         raise CheckFailure("these are per-token perplexities (exp of the losses).", details=details,

@@ -200,7 +200,7 @@ def test_evaluation_reference_passes_with_gradients_on_too():
     (dict(perplexity=True), Outcome.FAILED, "perplexities", "in nats"),
     (dict(mean=True), Outcome.FAILED, "single number", "reduction='none'"),
     (dict(drop_last=True), Outcome.FAILED, "shape", "the last segment is shorter"),
-    (dict(fixed_len=64), Outcome.FAILED, "the model's tgt_len", "segment_len argument"),
+    (dict(fixed_len=64), Outcome.FAILED, "the model's config.segment_len", "segment_len argument"),
 ])
 def test_evaluation_known_mistakes_are_named(options, outcome, message, hint):
     expect(check.xl_evaluation(lambda m, i, s: evaluate(m, i, s, **options)), outcome, message, hint)
