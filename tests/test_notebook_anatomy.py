@@ -137,3 +137,14 @@ def test_storing_merges_adjacent_streams_and_keeps_the_rest_in_order():
     merged = module.merge_streams([out("stdout", "a\n"), out("stdout", "b\n"), out("stderr", "w\n"), picture,
                                    out("stdout", "c\n"), out("stdout", "d")])
     assert merged == [out("stdout", "a\nb\n"), out("stderr", "w\n"), picture, out("stdout", "c\nd")]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_heading_starts_its_cell(path):
+    """A heading mid-cell is missing from JupyterLab's table of contents and the site's navigation."""
+    for index, cell in enumerate(cells(path)):
+        if cell["cell_type"] != "markdown":
+            continue
+        lines = source(cell).splitlines()
+        buried = [line for line in lines[1:] if re.match(r"#{1,6} ", line)]
+        assert not buried, f"cell {index}: the heading {buried[0]!r} should start a markdown cell of its own"
