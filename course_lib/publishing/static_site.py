@@ -7,15 +7,17 @@ nbconvert's ``lab`` template from the committed outputs (nothing is executed), w
 notebook and to the index at the top and bottom of every page. Open ``site/index.html``, or serve the folder
 (GitHub Pages, any web server).
 
-What a page holds differs from the notebook in three ways, all for a reader without a kernel:
+What a page holds differs from the notebook in four ways, all for a reader without a kernel or a network:
 
 - every bertviz view shows its stored static picture (``course-viz-fallback``), with a hint that fits a web page; the
   view's script is left out, so a page asks no CDN for bertviz's JavaScript and never shows an empty box;
 - the "Open in Colab" badge is a local picture (``colab-badge.svg``) that links to Colab as before;
-- links to another course notebook (``02_bert.ipynb``) point at its page (``02_bert.html``).
+- links to another course notebook (``02_bert.ipynb``) point at its page (``02_bert.html``);
+- every formula of a markdown cell is typeset when the site is built, as MathML that the browser draws (``site_math``):
+  no MathJax, no CDN; a formula that cannot be converted shows its TeX source, and the build says how many did.
 
-Every picture is in the page (data URIs) or next to it. Math is typeset by MathJax, which nbconvert's template loads
-from its CDN: offline, formulas show as their TeX source.
+Every picture is in the page (data URIs) or next to it, so a page reads the same offline. A code line too long for its
+box wraps inside it, as outputs do.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ STYLE = """<style>
 .course-nav { display: flex; justify-content: space-between; gap: 1em; max-width: 1100px; margin: 0.5em auto;
   padding: 0.5em 1em; font-family: sans-serif; font-size: 14px; border: 1px solid #ddd; border-radius: 4px; }
 .course-nav a { text-decoration: none; } .course-nav span { color: #999; }
+.jp-InputArea-editor pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+math { font-family: "STIX Two Math", "Cambria Math", "Latin Modern Math", math, "DejaVu Serif", serif;
+  font-size: 1.15em; }
+math[display="block"] { margin: 0.8em 0; overflow-x: auto; overflow-y: hidden; }
+code.course-tex { white-space: pre-wrap; }
 </style>"""
 # A local stand-in for Colab's badge (the same words and colours), so that every picture of the site is present.
 BADGE_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" aria-label="Open in Colab">
@@ -51,6 +58,15 @@ BADGE_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" r
 <g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">
 <text x="6" y="14">Open in</text><text x="53" y="14">Colab</text></g></svg>
 """
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the build did to one page: views shown as static pictures, formulas typeset and shown as TeX."""
+
+    views: int
+    formulas: int
+    as_tex: list[str]
 
 
 @dataclass(frozen=True)
@@ -104,13 +120,14 @@ def nav(pages_: list[Page], index: int) -> str:
             f'{link(index + 1, "next", "→")}</nav>')
 
 
-def notebook_page(pages_: list[Page], index: int) -> tuple[str, int]:
-    """The HTML page of notebook ``index`` and how many views show their static picture."""
-    from nbconvert import HTMLExporter
+def notebook_page(pages_: list[Page], index: int) -> tuple[str, Built]:
+    """The HTML page of notebook ``index``, and its views and formulas."""
+    from course_lib.publishing.site_math import MathMLExporter
 
     page = pages_[index]
     nb, replaced = for_readers(nbformat.read(page.notebook, as_version=4))
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={"metadata": {"name": page.title}})
+    exporter = MathMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": page.title}})
     body = REQUIREJS_TAG.sub("", body, count=1)  # nothing on the page needs require.js once the views are pictures
     body = body.replace(f'src="{COLAB_BADGE_URL}"', f'src="{COLAB_BADGE_FILE}"')
     body = NOTEBOOK_LINK.sub(lambda m: f'href="{m.group(1)}.html{m.group(2)}', body)
@@ -118,7 +135,7 @@ def notebook_page(pages_: list[Page], index: int) -> tuple[str, int]:
     body = body.replace("</head>", STYLE + "\n</head>", 1)
     body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "\n" + bar, body, count=1)
     body = body.replace("</body>", bar + "\n</body>", 1)
-    return body, replaced
+    return body, Built(replaced, exporter.tally.typeset, exporter.tally.failed)
 
 
 def index_page(pages_: list[Page], intro: str = "") -> str:
@@ -152,21 +169,21 @@ def readme_intro(readme: Path) -> str:
     return markdown2html(paragraphs[0]) if paragraphs else ""
 
 
-def build(notebooks: Path, out: Path, readme: Path | None = None) -> dict[str, int]:
-    """Write the site to ``out`` (emptied first); returns page name -> views shown as static pictures."""
+def build(notebooks: Path, out: Path, readme: Path | None = None) -> dict[str, Built]:
+    """Write the site to ``out`` (emptied first); returns page name -> its views and formulas."""
     pages_ = pages(notebooks)
     if not pages_:
         raise ValueError(f"no notebooks in {notebooks}")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    views = {}
+    built = {}
     for index, page in enumerate(pages_):
-        body, views[page.name] = notebook_page(pages_, index)
+        body, built[page.name] = notebook_page(pages_, index)
         (out / page.name).write_text(body, encoding="utf-8")
     (out / "index.html").write_text(index_page(pages_, readme_intro(readme) if readme else ""), encoding="utf-8")
     (out / COLAB_BADGE_FILE).write_text(BADGE_SVG, encoding="utf-8")
-    return views
+    return built
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,13 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        views = build(options.notebooks, options.out, Path("README.md"))
+        built = build(options.notebooks, options.out, Path("README.md"))
     except (ValueError, OSError) as exc:
         print(f"site: {exc}", file=sys.stderr)
         return 2
-    for name, count in views.items():
-        print(f"  {name:<32} {count} view(s) as static pictures")
-    print(f"wrote {options.out}/index.html and {len(views)} page(s) in {time.perf_counter() - start:.1f} s")
+    for name, page in built.items():
+        print(f"  {name:<32} {page.views} view(s) as static pictures, {page.formulas} formula(s) typeset"
+              + (f", {len(page.as_tex)} shown as TeX: {'; '.join(page.as_tex)}" if page.as_tex else ""))
+    as_tex = sum(len(page.as_tex) for page in built.values())
+    print(f"wrote {options.out}/index.html and {len(built)} page(s) in {time.perf_counter() - start:.1f} s; "
+          f"{as_tex} formula(s) latex2mathml could not convert" + (" (shown as TeX)" if as_tex else ""))
     return 0
 
 

@@ -175,8 +175,8 @@ def test_course_sh_publish_rewrites_a_copy(tmp_path):
     root = copy_checkout(tmp_path)
     (root / "scripts").mkdir()
     shutil.copy2(ROOT / "scripts" / "course.sh", root / "scripts" / "course.sh")
-    (root / "course_lib").mkdir()
-    for name in ("__init__.py", "publish.py"):
+    (root / "course_lib" / "publishing").mkdir(parents=True)
+    for name in ("__init__.py", "publishing/__init__.py", "publishing/repository.py"):
         shutil.copy2(ROOT / "course_lib" / name, root / "course_lib" / name)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "VIRTUAL_ENV": str(Path(sys.executable).parents[1]), "PATH": bin_dir + os.pathsep +
