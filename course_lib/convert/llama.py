@@ -63,3 +63,13 @@ def to_hf_llama_state_dict(model: SmolLM) -> dict[str, torch.Tensor]:
     theirs = {rule.theirs: ours[rule.ours] for rule in expand_rules(LLAMA_KEYS, model.config.n_layers)}
     theirs["lm_head.weight"] = theirs["model.embed_tokens.weight"]
     return theirs
+
+
+def hf_llama_config_kwargs(config: SmolLMConfig) -> dict:
+    """Keyword arguments of ``transformers.LlamaConfig`` describing the same model (parity tests, benchmarks)."""
+    return dict(
+        vocab_size=config.vocab_size, hidden_size=config.dim, intermediate_size=config.hidden_dim,
+        num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_kv_heads,
+        max_position_embeddings=config.context_length, rms_norm_eps=config.norm_eps, rope_theta=config.rope_base,
+        tie_word_embeddings=True, attention_bias=False, mlp_bias=False,
+    )

@@ -17,7 +17,7 @@ def pair():
     hf_config = transformers.LlamaConfig(
         vocab_size=VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=6,
         num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+        rope_theta=100000.0,
         bos_token_id=None, eos_token_id=None, pad_token_id=None,
     )
     hf = transformers.LlamaForCausalLM._from_config(hf_config, attn_implementation="eager").eval()
