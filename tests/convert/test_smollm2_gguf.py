@@ -119,6 +119,25 @@ def test_file_config_is_the_smollm2_135m_preset(smollm2):
     assert tokenizer.get_vocab_size() == 49152
 
 
+def test_unpermuted_weights_equal_transformers_own_gguf_conversion(smollm2):
+    """An independent check of the table and the unpermute (the parity tests below give HF OUR weights)."""
+    gguf = pytest.importorskip("gguf")
+    processors = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
+    if not hasattr(processors, "LlamaTensorProcessor"):
+        pytest.skip("this transformers has no LlamaTensorProcessor")
+    model, _ = smollm2
+    config = model.config
+    theirs = processors.LlamaTensorProcessor(
+        config={"num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads})
+    raw = smollm2_gguf.DequantisedTensors(gguf.GGUFReader(smollm2_gguf.smollm2_gguf_path()).tensors)
+    for i, block in enumerate(model.model.blocks):
+        for name, ours in ((f"blk.{i}.attn_q.weight", block.attn.query.weight),
+                           (f"blk.{i}.attn_k.weight", block.attn.key.weight)):
+            expected = theirs.process(raw[name].numpy(), name).weights
+            assert torch.equal(ours, torch.from_numpy(expected)), name
+            assert not torch.equal(ours, raw[name])  # the unpermute did move rows
+
+
 def test_real_logits_and_hidden_states_equal_transformers(smollm2, hf_smollm2):
     model, tokenizer = smollm2
     input_ids, attention_mask = left_padded(tokenizer, SENTENCES)
