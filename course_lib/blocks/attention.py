@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.blocks.kv_cache import KeyValueCache
 from course_lib.blocks.masks import additive_mask, causal_mask, combine_masks
+from course_lib.blocks.rotary import apply_rotary
 
 
 def scaled_dot_product_attention(
@@ -59,29 +61,40 @@ class MultiHeadAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V) (Eq. 4-5).
 
     ``head_dim`` defaults to ``dim // n_heads``; Transformer-XL sets it on its own (``n_heads * head_dim`` may
-    differ from ``dim``). ``bias=False`` drops the projections' biases (Transformer-XL has none).
+    differ from ``dim``). ``bias=False`` drops the projections' biases (Transformer-XL, LLaMA and SmolLM2 have none).
+    Options of today's decoders (SmolLM2, LLaMA), all off by default:
+
+    - ``n_kv_heads`` < ``n_heads``: grouped-query attention (Ainslie et al. 2023, Sec. 2.2): only ``n_kv_heads``
+      key/value heads, each shared by a group of ``n_heads / n_kv_heads`` query heads (1: multi-query attention);
+      a smaller key/value cache at almost the quality of full multi-head attention.
+    - ``rotary=(cos, sin)`` in ``forward``: rotary positions applied to queries and keys (Su et al. 2021, Eq. 34).
+    - ``cache`` in ``forward``: a ``KeyValueCache`` that keeps earlier tokens' keys and values for generation.
     """
 
     def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, attn_dropout: float = 0.0, bias: bool = True,
-                 head_dim: int | None = None):
+                 head_dim: int | None = None, n_kv_heads: int | None = None):
         super().__init__()
         if head_dim is None and dim % n_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by n_heads ({n_heads})")
         self.n_heads = n_heads
+        self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if self.n_kv_heads < 1 or n_heads % self.n_kv_heads != 0:
+            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         self.head_dim = dim // n_heads if head_dim is None else head_dim
         self.attn_dropout = attn_dropout
-        inner = n_heads * self.head_dim
-        # All heads' W_i^Q side by side in one [dim, heads * head_dim] matrix; the same for keys and values.
-        self.query = nn.Linear(dim, inner, bias=bias)
-        self.key = nn.Linear(dim, inner, bias=bias)
-        self.value = nn.Linear(dim, inner, bias=bias)
-        self.output = nn.Linear(inner, dim, bias=bias)  # W^O
+        # All heads' W_i^Q side by side in one [dim, heads * head_dim] matrix; the same for keys and values
+        # ([dim, n_kv_heads * head_dim] with grouped-query attention).
+        self.query = nn.Linear(dim, n_heads * self.head_dim, bias=bias)
+        self.key = nn.Linear(dim, self.n_kv_heads * self.head_dim, bias=bias)
+        self.value = nn.Linear(dim, self.n_kv_heads * self.head_dim, bias=bias)
+        self.output = nn.Linear(n_heads * self.head_dim, dim, bias=bias)  # W^O
         self.output_dropout = nn.Dropout(dropout)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[batch, tokens, heads * head_dim]`` -> ``[batch, heads, tokens, head_dim]``."""
+    def split_heads(self, x: torch.Tensor, n_heads: int | None = None) -> torch.Tensor:
+        """``[batch, tokens, n_heads * head_dim]`` -> ``[batch, n_heads, tokens, head_dim]`` (default: all heads)."""
         batch, tokens, _ = x.shape
-        return x.view(batch, tokens, self.n_heads, self.head_dim).transpose(1, 2)
+        n_heads = self.n_heads if n_heads is None else n_heads
+        return x.view(batch, tokens, n_heads, self.head_dim).transpose(1, 2)
 
     def forward(
         self,
@@ -90,18 +103,30 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         output_attentions: bool = False,
         memory: torch.Tensor | None = None,
+        *,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KeyValueCache | None = None,
         **score_inputs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over ``x [batch, tokens, dim]``; returns ``(output [batch, tokens, dim], weights | None)``.
 
         With ``memory [batch, memory, dim]`` the keys and values come from ``[memory; x]`` and the queries from ``x``
-        alone. ``score_inputs`` go to :meth:`attend` (a subclass's extra inputs, e.g. relative positions).
+        alone. With a ``cache``, ``x`` holds only the new tokens, and ``mask`` covers the cached keys too.
+        ``score_inputs`` go to :meth:`attend` (a subclass's extra inputs, e.g. relative positions).
         """
         batch, tokens, _ = x.shape
         context = x if memory is None else torch.cat([memory, x], dim=1)  # [batch, keys, dim]
         query = self.split_heads(self.query(x))  # [batch, heads, tokens, head_dim]
-        key = self.split_heads(self.key(context))  # [batch, heads, keys, head_dim]
-        value = self.split_heads(self.value(context))  # [batch, heads, keys, head_dim]
+        key = self.split_heads(self.key(context), self.n_kv_heads)  # [batch, kv_heads, keys, head_dim]
+        value = self.split_heads(self.value(context), self.n_kv_heads)  # [batch, kv_heads, keys, head_dim]
+        if rotary is not None:  # RoPE: rotate each query and key by its own position's angles
+            query, key = apply_rotary(query, *rotary), apply_rotary(key, *rotary)
+        if cache is not None:  # generation: earlier tokens' keys and values, then this step's
+            key, value = cache.update(key, value)  # [batch, kv_heads, cached + tokens, head_dim]
+        if self.n_kv_heads != self.n_heads:  # grouped-query: key/value head j serves query heads j*group..(j+1)*group-1
+            group = self.n_heads // self.n_kv_heads
+            key = key.repeat_interleave(group, dim=1)  # [batch, heads, keys, head_dim]
+            value = value.repeat_interleave(group, dim=1)
         attended, weights = self.attend(query, key, value, mask, is_causal, output_attentions, **score_inputs)
         attended = attended.transpose(1, 2).reshape(batch, tokens, -1)  # concatenate the heads: [b, tokens, h * d]
         return self.output_dropout(self.output(attended)), weights

@@ -32,3 +32,23 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, tokens, dim]`` -> ``[batch, tokens, dim]``."""
         return self.dropout(self.project(self.hidden_dropout(self.activation(self.expand(x)))))
+
+
+class SwiGLUFeedForward(nn.Module):
+    """FFN_SwiGLU(x) = (Swish_1(x W) * x V) W_2, no biases (Shazeer 2020, Eq. 6), as in LLaMA and SmolLM2.
+
+    A gated linear unit (Dauphin et al. 2017): one projection (``gate``, W) passed through Swish_1 = SiLU decides,
+    feature by feature, how much of a second projection (``up``, V) goes through; ``down`` (W_2) maps back to ``dim``.
+    Three matrices instead of two, so for the same parameter count the hidden width is usually about 8/3 * dim.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden_dim, bias=False)  # W: the gate, through Swish
+        self.up = nn.Linear(dim, hidden_dim, bias=False)  # V: the values that the gate lets through
+        self.down = nn.Linear(hidden_dim, dim, bias=False)  # W_2: back to dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch, tokens, dim]`` -> ``[batch, tokens, dim]``."""
+        gated = torch.nn.functional.silu(self.gate(x)) * self.up(x)  # [batch, tokens, hidden_dim]
+        return self.down(gated)

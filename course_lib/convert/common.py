@@ -80,11 +80,14 @@ def load_with_rules(
     rules: list[Rule],
     ignored: Iterable[str] = (),
     tied: Mapping[str, str] | None = None,
+    assign: bool = False,
 ) -> nn.Module:
     """Fill ``model`` from ``state_dict`` through ``rules``; ValueError unless every key and shape is used exactly.
 
     ``ignored``: regular expressions of their keys that are deliberately dropped (buffers course_lib rebuilds, such
     as causal-mask tables). ``tied``: their key -> their key it must equal (tied copies, e.g. the LM head).
+    ``assign``: hand each converted tensor to the model instead of copying it into the existing one, for a model
+    built on the ``meta`` device (no memory allocated twice); the caller then re-ties any tied parameters.
     """
     tied = dict(tied or {})
     theirs_needed = {rule.theirs for rule in rules}
@@ -122,7 +125,13 @@ def load_with_rules(
                     f"shape mismatch: {rule.theirs} gives {tuple(tensor.shape)} after {rule.convert.__name__}, "
                     f"but {rule.ours} is {tuple(target.shape)}"
                 )
-            target.copy_(tensor)
+            if assign:
+                owner, _, name = rule.ours.rpartition(".")
+                value = nn.Parameter(tensor, requires_grad=target.requires_grad) if isinstance(
+                    target, nn.Parameter) else tensor
+                setattr(model.get_submodule(owner), name, value)
+            else:
+                target.copy_(tensor)
     return model
 
 
