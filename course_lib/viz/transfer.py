@@ -92,17 +92,21 @@ def plot_weight_distances(distances: Mapping[str, Mapping[str, float]], title: s
 
 
 def plot_epoch_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], ylabel: str = "loss",
-                      columns: int = 4, title: str = "Learning, epoch by epoch", first_epoch: int = 0) -> Figure:
+                      columns: int = 4, title: str = "Learning, epoch by epoch", first_epoch: int = 0,
+                      width: float | None = None) -> Figure:
     """Small multiples, one panel per run, so no curve hides another; each panel draws every named series.
 
     ``curves[run][series]`` is one value per epoch. The longest series starts at ``first_epoch`` (0: before
     training); a shorter one ends with it, e.g. ``{"validation": [0.7, 0.3, 0.2], "training": [0.5, 0.2]}`` draws
-    the training losses at epochs 1 and 2.
+    the training losses at epochs 1 and 2. ``width`` (inches) widens the figure, with larger labels, for few panels.
     """
     if not curves:
         raise ValueError("no runs to draw")
     rows = -(-len(curves) // columns)
-    fig = Figure(figsize=(2.35 * min(columns, len(curves)) + 0.4, 2.1 * rows + 0.5))
+    panels = min(columns, len(curves))
+    fig_width = width or 2.35 * panels + 0.4
+    font = 9 if fig_width / panels >= 3.5 else 7  # readable labels where each panel is wide enough for them
+    fig = Figure(figsize=(fig_width, (2.1 if width is None else fig_width / panels * 0.62) * rows + 0.5))
     axes = fig.subplots(rows, min(columns, len(curves)), sharex=True, sharey=True, squeeze=False)
     longest = max(len(values) for run in curves.values() for values in run.values())
     for ax, (run, series) in zip(axes.flat, curves.items()):
@@ -110,18 +114,18 @@ def plot_epoch_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], ylabe
             first = first_epoch + longest - len(values)
             style = "o-" if longest <= 12 else "-"  # markers only where there are few points
             ax.plot(range(first, first + len(values)), values, style, color=f"C{i}", markersize=4, label=name)
-        ax.set_title(run, fontsize=9)
+        ax.set_title(run, fontsize=font + 2)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(curves):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=font + 1)
     for ax in axes[-1]:
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("epoch", fontsize=font + 1)
         if longest <= 12:
             ax.set_xticks(range(first_epoch, first_epoch + longest))
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    axes.flat[0].legend(fontsize=font)
+    fig.suptitle(title, fontsize=font + 3)
     fig.tight_layout()
     return fig
 

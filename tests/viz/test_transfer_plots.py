@@ -67,6 +67,13 @@ def test_epoch_curves_one_panel_per_run_and_short_series_start_at_epoch_one():
         plot_epoch_curves({})
 
 
+def test_epoch_curves_width_widens_the_figure_and_its_labels():
+    curves = {"a": {"rate 0.1": [0.5, 0.4]}, "b": {"rate 0.1": [0.6, 0.5]}}
+    narrow, wide = plot_epoch_curves(curves, columns=2), plot_epoch_curves(curves, columns=2, width=9.6)
+    assert wide.get_figwidth() == 9.6 > narrow.get_figwidth()
+    assert wide.axes[0].get_legend().get_texts()[0].get_fontsize() > narrow.axes[0].get_legend().get_texts()[0].get_fontsize()
+
+
 def test_attention_change_draws_a_pair_of_bars_per_token():
     fig = plot_attention_change(["[CLS]", "win", "[SEP]"], [0.5, 0.2, 0.3], [0.1, 0.8, 0.1])
     heights = [p.get_height() for p in fig.axes[0].patches]
