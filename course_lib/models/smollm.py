@@ -74,8 +74,15 @@ class SmolLMBlock(nn.Module):
         self.norm_2 = RMSNorm(config.dim, eps=config.norm_eps)
         self.feed_forward = SwiGLUFeedForward(config.dim, config.hidden_dim)
 
-    def forward(self, x, mask=None, rotary=None, cache=None, output_attentions=False):
-        """``x [batch, tokens, dim]`` -> ``(x [batch, tokens, dim], attention weights or None)``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KeyValueCache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x [batch, tokens, dim]`` -> ``(x [batch, tokens, dim], attention weights or None)``; always causal."""
         attended, weights = self.attn(self.norm_1(x), mask, True, output_attentions, rotary=rotary, cache=cache)
         x = x + attended
         x = x + self.feed_forward(self.norm_2(x))

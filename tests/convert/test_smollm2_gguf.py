@@ -72,6 +72,23 @@ def test_key_table_covers_every_parameter_and_refuses_a_missing_tensor():
         load_with_rules(model, tensors, rules)
 
 
+def test_assigning_into_a_meta_model_gives_real_tied_weights():
+    from course_lib.convert.llama import LLAMA_KEYS, to_hf_llama_state_dict
+
+    config = SmolLMConfig(vocab_size=50, dim=16, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=24)
+    source = SmolLM(config).eval()
+    with torch.device("meta"):
+        model = SmolLM(config)
+    theirs = to_hf_llama_state_dict(source)
+    load_with_rules(model, theirs, expand_rules(LLAMA_KEYS, 2), tied={"lm_head.weight": "model.embed_tokens.weight"},
+                    assign=True)
+    model.tie_weights()
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.lm_head.weight is model.model.token_embedding.weight
+    ids = torch.randint(0, 50, (2, 7))
+    torch.testing.assert_close(model.eval()(ids).logits, source(ids).logits)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The real file
 # --------------------------------------------------------------------------------------------------------------
