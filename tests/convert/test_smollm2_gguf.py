@@ -93,6 +93,16 @@ def test_assigning_into_a_meta_model_gives_real_tied_weights():
 # The real file
 # --------------------------------------------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: these tests compare values, and a single thread does not stall when another program keeps a core
+    busy (two threads on a loaded 2-core machine made generation 40x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """(our model, tokenizer), loaded once per session; skipped without the package or gguf."""
@@ -182,7 +192,12 @@ def test_greedy_generation_equals_transformers_on_the_lecture_prompts(smollm2, h
 
 
 def test_tokenizer_equals_transformers_gguf_conversion(smollm2):
+    import transformers
+    from packaging.version import Version
     from transformers import AutoTokenizer
+
+    if Version(transformers.__version__) < Version("4.47"):  # compared with 5.x; older ones are not verified here
+        pytest.skip("transformers < 4.47 may not convert a byte-level ('gpt2') GGUF tokenizer of a llama model")
 
     _, tokenizer = smollm2
     path = smollm2_gguf.smollm2_gguf_path()
