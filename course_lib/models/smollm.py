@@ -81,9 +81,10 @@ class SmolLMBlock(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: KeyValueCache | None = None,
         output_attentions: bool = False,
+        is_causal: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x [batch, tokens, dim]`` -> ``(x [batch, tokens, dim], attention weights or None)``; always causal."""
-        attended, weights = self.attn(self.norm_1(x), mask, True, output_attentions, rotary=rotary, cache=cache)
+        """``x [batch, tokens, dim]`` -> ``(x [batch, tokens, dim], attention weights or None)``."""
+        attended, weights = self.attn(self.norm_1(x), mask, is_causal, output_attentions, rotary=rotary, cache=cache)
         x = x + attended
         x = x + self.feed_forward(self.norm_2(x))
         return x, weights
@@ -137,9 +138,11 @@ class SmolLMModel(nn.Module):
             mask = None if bool(attention_mask.all()) else padding_mask(attention_mask)  # [batch, 1, 1, key]
         rotary = self.rotary(positions)  # (cos, sin): [batch, 1, tokens, head_dim] each
         x = self.token_embedding(input_ids)  # [batch, tokens, dim]
+        # One new token (a generation step) is the last position: it may see every key, so no causal mask is needed.
+        is_causal = tokens > 1
         hidden_states, attentions = [x], []
         for index, block in enumerate(self.blocks):
-            x, weights = block(x, mask, rotary, None if cache is None else cache[index], output_attentions)
+            x, weights = block(x, mask, rotary, None if cache is None else cache[index], output_attentions, is_causal)
             hidden_states.append(x)
             attentions.append(weights)
         hidden_states[-1] = self.final_norm(x)
