@@ -127,6 +127,7 @@ def load_with_rules(
                 )
             if assign:
                 owner, _, name = rule.ours.rpartition(".")
+                tensor = tensor.to(target.dtype)
                 value = nn.Parameter(tensor, requires_grad=target.requires_grad) if isinstance(
                     target, nn.Parameter) else tensor
                 setattr(model.get_submodule(owner), name, value)

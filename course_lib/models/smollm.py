@@ -27,8 +27,9 @@ from course_lib.blocks.masks import padding_mask
 from course_lib.blocks.norms import RMSNorm
 from course_lib.blocks.rotary import RotaryEmbedding
 from course_lib.models.cached_generation import generate_cached
-from course_lib.models.gpt import last_token_index, next_token_loss
+from course_lib.models.gpt import last_token_index
 from course_lib.models.outputs import ModelOutput
+from course_lib.training.losses import next_token_loss, shift_labels
 
 
 @dataclass
@@ -74,9 +75,17 @@ class SmolLMBlock(nn.Module):
         self.norm_2 = RMSNorm(config.dim, eps=config.norm_eps)
         self.feed_forward = SwiGLUFeedForward(config.dim, config.hidden_dim)
 
-    def forward(self, x, mask=None, rotary=None, cache=None, output_attentions=False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KeyValueCache | None = None,
+        output_attentions: bool = False,
+        is_causal: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``x [batch, tokens, dim]`` -> ``(x [batch, tokens, dim], attention weights or None)``."""
-        attended, weights = self.attn(self.norm_1(x), mask, True, output_attentions, rotary=rotary, cache=cache)
+        attended, weights = self.attn(self.norm_1(x), mask, is_causal, output_attentions, rotary=rotary, cache=cache)
         x = x + attended
         x = x + self.feed_forward(self.norm_2(x))
         return x, weights
@@ -130,9 +139,11 @@ class SmolLMModel(nn.Module):
             mask = None if bool(attention_mask.all()) else padding_mask(attention_mask)  # [batch, 1, 1, key]
         rotary = self.rotary(positions)  # (cos, sin): [batch, 1, tokens, head_dim] each
         x = self.token_embedding(input_ids)  # [batch, tokens, dim]
+        # One new token (a generation step) is the last position: it may see every key, so no causal mask is needed.
+        is_causal = tokens > 1
         hidden_states, attentions = [x], []
         for index, block in enumerate(self.blocks):
-            x, weights = block(x, mask, rotary, None if cache is None else cache[index], output_attentions)
+            x, weights = block(x, mask, rotary, None if cache is None else cache[index], output_attentions, is_causal)
             hidden_states.append(x)
             attentions.append(weights)
         hidden_states[-1] = self.final_norm(x)
@@ -169,7 +180,8 @@ class SmolLM(nn.Module):
         logits = self.lm_head(body.hidden_states[-1])  # [batch, tokens, vocab]
         loss = None
         if labels is not None:
-            loss = next_token_loss(logits, labels, attention_mask if cache is None else None)
+            mask = attention_mask if cache is None else None
+            loss = next_token_loss(logits[:, :-1], shift_labels(labels, mask))
         return ModelOutput(logits=logits, loss=loss, hidden_states=body.hidden_states, attentions=body.attentions)
 
     def new_cache(self) -> list[KeyValueCache]:

@@ -72,9 +72,36 @@ def test_key_table_covers_every_parameter_and_refuses_a_missing_tensor():
         load_with_rules(model, tensors, rules)
 
 
+def test_assigning_into_a_meta_model_gives_real_tied_weights():
+    from course_lib.convert.llama import LLAMA_KEYS, to_hf_llama_state_dict
+
+    config = SmolLMConfig(vocab_size=50, dim=16, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=24)
+    source = SmolLM(config).eval()
+    with torch.device("meta"):
+        model = SmolLM(config)
+    theirs = to_hf_llama_state_dict(source)
+    load_with_rules(model, theirs, expand_rules(LLAMA_KEYS, 2), tied={"lm_head.weight": "model.embed_tokens.weight"},
+                    assign=True)
+    model.tie_weights()
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.lm_head.weight is model.model.token_embedding.weight
+    ids = torch.randint(0, 50, (2, 7))
+    torch.testing.assert_close(model.eval()(ids).logits, source(ids).logits)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The real file
 # --------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: these tests compare values, and a single thread does not stall when another program keeps a core
+    busy (two threads on a loaded 2-core machine made generation 40x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 @pytest.fixture(scope="session")
 def smollm2():
@@ -165,7 +192,12 @@ def test_greedy_generation_equals_transformers_on_the_lecture_prompts(smollm2, h
 
 
 def test_tokenizer_equals_transformers_gguf_conversion(smollm2):
+    import transformers
+    from packaging.version import Version
     from transformers import AutoTokenizer
+
+    if Version(transformers.__version__) < Version("4.47"):  # compared with 5.x; older ones are not verified here
+        pytest.skip("transformers < 4.47 may not convert a byte-level ('gpt2') GGUF tokenizer of a llama model")
 
     _, tokenizer = smollm2
     path = smollm2_gguf.smollm2_gguf_path()

@@ -112,3 +112,15 @@ def test_config_preset_and_the_key_table_round_trip(pair):
     assert sum(p.numel() for p in big.parameters()) == 134_515_008  # SmolLM2-135M, embedding counted once (tied)
     with pytest.raises(ValueError, match="multiple of n_kv_heads"):
         SmolLMConfig(n_heads=9, n_kv_heads=2)
+
+
+def test_lm_loss_is_the_course_next_token_loss_with_padding_skipped():
+    from course_lib.training.losses import next_token_loss, shift_labels
+
+    torch.manual_seed(0)
+    model = SmolLM(SmolLMConfig(vocab_size=40, dim=16, n_layers=1, n_heads=4, n_kv_heads=2, hidden_dim=24)).eval()
+    ids = torch.randint(40, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # left padding
+    out = model(ids, attention_mask=mask, labels=ids)
+    torch.testing.assert_close(out.loss, next_token_loss(out.logits[:, :-1], shift_labels(ids, mask)))
