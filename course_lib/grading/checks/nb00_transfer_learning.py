@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import types
 from collections.abc import Callable
 
 import torch
@@ -53,6 +54,21 @@ def discriminative_lr_groups(fn: Callable, *, seed: int | None = None) -> str:
     return "one group per layer group, the top one at lr, each one below at the rate above / decay (3 drawn cases)."
 
 
+def _wrong_parameters(i: int, group: LayerGroup, params: list | tuple) -> None:
+    """Say why group ``i`` does not hold the layer group's parameters: copies of them, or other ones."""
+    mine = list(group.params)
+    copies = len(params) == len(mine) and all(
+        type(p) in (torch.Tensor, nn.Parameter) and p.shape == q.shape and torch.equal(p.detach(), q.detach())
+        for p, q in zip(params, mine))
+    if copies:
+        raise CheckFailure(f"parameter group {i} holds copies of the parameters of layer group '{group.name}' "
+                           "(`.detach()`, `.clone()` or `.data`), not the parameters themselves: the optimizer "
+                           "would update the copies and the model would never change.",
+                           hint="put the parameters themselves in the group: `group.params`, no .detach() or .clone().")
+    raise CheckFailure(f"parameter group {i} does not hold exactly the parameters of layer group "
+                       f"'{group.name}'.", hint="keep the groups' order: answer[i] belongs to groups[i].")
+
+
 def _grade_groups(answer: object, groups: list[LayerGroup], lr: float, decay: float) -> None:
     """Structure, parameters (by identity) and rates of one answer, for groups handed over as ``groups``."""
     answer = expect_sequence(answer, "your answer", "dicts (optimizer parameter groups)", hint=_GROUPS_HINT)
@@ -65,11 +81,13 @@ def _grade_groups(answer: object, groups: list[LayerGroup], lr: float, decay: fl
         if "params" not in param_group or "lr" not in param_group:
             raise CheckFailure(f"parameter group {i} lacks the key {'params' if 'params' not in param_group else 'lr'}.",
                                hint='each dict needs "params" (the group\'s parameters) and "lr".')
-        params = expect_sequence(param_group["params"], f'your answer[{i}]["params"]', "parameters",
+        params = param_group["params"]
+        if isinstance(params, types.GeneratorType):  # `module.parameters()`: torch.optim takes it too
+            params = list(params)
+        params = expect_sequence(params, f'your answer[{i}]["params"]', "parameters",
                                  hint="use the layer group's list itself: `group.params`.")
         if [id(p) for p in params] != [id(p) for p in group.params]:
-            raise CheckFailure(f"parameter group {i} does not hold exactly the parameters of layer group "
-                               f"'{group.name}'.", hint="keep the groups' order: answer[i] belongs to groups[i].")
+            _wrong_parameters(i, group, params)
         got.append(expect_number(param_group["lr"], f'your answer[{i}]["lr"]'))
     expected = discriminative_lrs(len(groups), lr, decay)
     if all(math.isclose(g, e, rel_tol=1e-6) for g, e in zip(got, expected)):

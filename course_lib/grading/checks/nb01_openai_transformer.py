@@ -156,13 +156,22 @@ def _name_attention_mistake(weights: torch.Tensor, query: torch.Tensor, key: tor
         if is_close(weights, torch.where(graded.bool(), mistake, torch.zeros(()))):
             raise CheckFailure(f"({label}) wrong weights: this looks like '{name}'.",
                                details=_weights_rows(weights, attention_mask), hint=hint)
+    if bool(weights.isnan().any()):
+        where = [int(i) for i in weights.isnan().nonzero()[0]]
+        raise CheckFailure(f"({label}) your weights hold NaN: example {where[0]}, head {where[1]}, query {where[2]} "
+                           f"(key {where[3]}) is NaN, below for that example and head.",
+                           details=_weights_rows(weights, attention_mask, where[0], where[1]),
+                           hint="NaN comes from 0/0 or inf/inf: a row whose scores are all -inf (every key hidden), "
+                                "or a hand-written softmax whose exp overflows. Use scores.softmax(dim=-1), or "
+                                "subtract each row's max before exp; a query always sees its own key.")
     tokens = weights.shape[-1]
     future = torch.ones(tokens, tokens).triu(1).bool().expand_as(weights)
     leaked = future & ~(weights.abs() <= 1e-6)  # NaN counts as a leak too
     if bool(leaked.any()):
         where = [int(i) for i in leaked.nonzero()[0]]
         raise CheckFailure(f"({label}) query {where[2]} puts weight {weights[tuple(where)].item():.4g} on key "
-                           f"{where[3]}, to its right: the future leaks.", details=_weights_rows(weights, attention_mask),
+                           f"{where[3]}, to its right: the future leaks.",
+                           details=_weights_rows(weights, attention_mask, where[0], where[1]),
                            hint="every weight above the diagonal must be exactly 0: -inf on those scores before the "
                                 "softmax.")
     if attention_mask is not None:
@@ -179,14 +188,14 @@ def _name_attention_mistake(weights: torch.Tensor, query: torch.Tensor, key: tor
         hint="weights = softmax(query @ key^T / sqrt(d_k) with hidden keys at -inf, dim=-1).")
 
 
-def _weights_rows(weights: torch.Tensor, attention_mask: torch.Tensor | None, example: int | None = None
-                  ) -> list[str]:
-    """One example's first head, rounded, as a student reads it (the first padded example when there is padding)."""
+def _weights_rows(weights: torch.Tensor, attention_mask: torch.Tensor | None, example: int | None = None,
+                  head: int = 0) -> list[str]:
+    """One example's head, rounded, as a student reads it (default: the first padded example, head 0)."""
     if example is None:
         padded = [] if attention_mask is None else (attention_mask == 0).any(-1).nonzero().flatten().tolist()
         example = padded[0] if padded else 0
-    lines = [f"Your weights[{example}, 0] (rows: queries, columns: keys; padding query rows are not graded):"]
-    lines += ["  [" + ", ".join(f"{v:5.2f}" for v in row) + "]" for row in weights[example, 0].tolist()]
+    lines = [f"Your weights[{example}, {head}] (rows: queries, columns: keys; padding query rows are not graded):"]
+    lines += ["  [" + ", ".join(f"{v:5.2f}" for v in row) + "]" for row in weights[example, head].tolist()]
     if attention_mask is not None:
         lines.append(f"attention_mask[{example}] = {attention_mask[example].tolist()}")
     return lines

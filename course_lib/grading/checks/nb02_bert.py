@@ -89,6 +89,7 @@ def mlm_masking(fn: Callable, *, seed: int | None = None, calls: int = 6, sigmas
         masked, labels = _call(fn, vocab, input_ids, p, generator)
         random_ids.append(_grade_one(vocab, input_ids, masked, labels, counts, p))
 
+    _expect_uses_generator(fn, vocab, draw.randrange(2**31))  # else the rates below count one draw many times
     _expect_chosen(counts, sigmas, "of the ordinary tokens", _selection_hint)
     _expect_not_constant(vocab, torch.cat(random_ids), counts)
     _expect_split(counts, vocab, sigmas)
@@ -241,6 +242,23 @@ def _expect_split(counts: _Counts, vocab: Vocabulary, sigmas: float) -> None:
         hint = "split the chosen tokens 80 / 10 / 10 with one uniform draw per position."
     raise CheckFailure(f"the chosen tokens are not split 80/10/10 ({sigmas:g} standard deviations for "
                        f"{counts.chosen} chosen tokens).", details=lines, hint=hint)
+
+
+def _expect_uses_generator(fn: Callable, vocab: Vocabulary, seed: int) -> None:
+    """Differently seeded generators, under the same global random state, give different answers."""
+    input_ids = make_batch(vocab, torch.Generator().manual_seed(seed))
+    answers = []
+    for generator_seed in (seed + 1, seed + 2):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            answers.append(_call(fn, vocab, input_ids, 0.15, torch.Generator().manual_seed(generator_seed)))
+    if all(torch.equal(a, b) for a, b in zip(*answers)):
+        raise CheckFailure("two calls with differently seeded generators gave the same answer: your function ignores "
+                           "its `generator` argument (or resets the global seed), so every call draws the same "
+                           "positions and ids.",
+                           hint="draw every random number from the generator you are given: pass "
+                                "`generator=generator` to each torch.rand / torch.randint / torch.bernoulli call, and "
+                                "do not call torch.manual_seed inside the function.")
 
 
 def _expect_reproducible(fn: Callable, vocab: Vocabulary, seed: int) -> None:

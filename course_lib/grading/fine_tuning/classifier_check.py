@@ -3,8 +3,10 @@
 The student writes ``fine_tune(model, batches) -> model``. The check builds a fresh pretrained classifier and the
 labelled batches from a task (``course_lib.grading.fine_tuning.tasks``), counts the training examples the model sees (the budget:
 ``max_epochs`` passes over the labelled set), predicts the fixed test split itself and scores accuracy and spam F1;
-the student's code never receives test texts or labels. The spam set is about 87% ham, so always answering "ham"
-already scores ~87% accuracy with spam F1 = 0; the check prints that baseline next to the student's numbers.
+the student's function is never handed test texts or labels (the split ships with the course: training on it is
+detected, and the re-grade can score on a file the students never had instead, ``--heldout``). The spam set is about
+87% ham, so always answering "ham" already scores ~87% accuracy with spam F1 = 0; the check prints that baseline
+next to the student's numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def fine_tuning(fn: Callable, *, task: str, min_accuracy: float, min_f1: float, 
     held-out one). ``time_limit`` replaces the calibrated wall-clock guard (seconds).
     """
     spec = _validate(task, min_accuracy, min_f1, max_epochs, seed, time_limit)
+    budget.expect_function(fn, "fine_tuning")
     with torch.random.fork_rng(devices=[]):  # the notebook's random state is the same after the check
         if time_limit is None:
             train_seconds, predict_seconds = budget.calibrate(spec.new_model(seed), spec.batch_size,
@@ -73,12 +76,12 @@ def _grade(fn: Callable, spec: SpamFineTuning, min_accuracy: float, min_f1: floa
            seed: int) -> str:
     """Build, hand over, count, predict, score: everything under the check's time limit."""
     model, batches = spec.new_model(seed), spec.training_batches(seed)
-    counter = budget.ExampleCounter(spec.counted_modules(model), _test_only_keys(spec),
-                                    pad_id(spec.tokenizer))
+    counter = budget.ExampleCounter(spec.counted_modules(model), _test_only_runs(spec), pad_id(spec.tokenizer),
+                                    embedding=budget.token_embedding(model))
     try:
         answer = call_student(fn, AsIs(model), AsIs(batches))
     finally:
-        counter.active = False
+        counter.pause()
     trained = _expect_model(answer, model, counter)
     counter.stop()
     predicted = _predict(rebuilt(trained, spec.new_model(seed), hint=_LAYERS_HINT), spec)
@@ -100,7 +103,11 @@ def _grade(fn: Callable, spec: SpamFineTuning, min_accuracy: float, min_f1: floa
                            f"{max_epochs:g} epochs x {spec.labels} = {allowed:,.0f}.", details=report,
                            hint="train for fewer epochs; the check counts every forward pass in train mode or with "
                                 "gradients on (evaluate under model.eval() and torch.no_grad(): not counted).")
-    if metrics.accuracy < min_accuracy or metrics.f1 < min_f1:
+    passes = metrics.accuracy >= min_accuracy and metrics.f1 >= min_f1
+    if passes and counter.examples < spec.batch_size:
+        raise budget.suspicious_zero(counter.examples, spec.batch_size, "examples",
+                                     f"accuracy {metrics.accuracy:.4f} and spam F1 {metrics.f1:.4f}")
+    if not passes:
         low = ("(accuracy and F1)." if metrics.accuracy < min_accuracy and metrics.f1 < min_f1
                else "(accuracy)." if metrics.accuracy < min_accuracy else "(spam F1).")
         hint = ("your model answers 'ham' for (almost) every message: check the learning rate, train longer, and "
@@ -158,11 +165,10 @@ def _predict(model: nn.Module, spec: SpamFineTuning) -> torch.Tensor:
 
 
 @lru_cache(maxsize=8)
-def _test_only_keys(spec: SpamFineTuning) -> frozenset[tuple[int, ...]]:
-    """Keys of test messages that occur in no other split (SMS repeats, e.g. "Sorry, I'll call later", are allowed)."""
-    tokenizer, known = spec.tokenizer, set()
+def _test_only_runs(spec: SpamFineTuning):
+    """Runs of word pieces found only in test messages (SMS repeats, e.g. "Sorry, I'll call later", are allowed)."""
+    tokenizer, other = spec.tokenizer, []
     for split in ("train", "valid"):
         texts = load_spam(split)
-        known |= budget.keys_of(text_batches(texts.texts, texts.labels, tokenizer, batch_size=256,
-                                             max_length=spec.max_length), tokenizer)
-    return frozenset(budget.keys_of(spec.test_batches(), tokenizer) - known)
+        other += text_batches(texts.texts, texts.labels, tokenizer, batch_size=256, max_length=spec.max_length)
+    return budget.watched_runs(spec.test_batches(), other, pad_id(tokenizer))

@@ -4,7 +4,7 @@ The student writes ``fine_tune_lm(model, batches) -> model``. The check (mirrori
 copy of the pretrained LM and the training batches from a task (``course_lib.grading.fine_tuning.lm_tasks``), counts the training tokens
 the model reads (the budget: ``max_epochs`` passes over the training text, counted in forward passes in train mode or
 with gradients on), rebuilds a model of the task's own architecture from the returned weights, and scores nats per
-token on held-out messages the student's code never receives. Training on held-out text is detected (runs of
+token on held-out messages the student's function is never handed. Training on held-out text is detected (runs of
 tokens that occur only in the held-out split). The report prints the pretrained model's held-out loss before
 fine-tuning next to the student's.
 """
@@ -43,7 +43,18 @@ class TokenCounter(budget.TrainingCounter):
             return {tuple(row[i:i + SHINGLE]) for row in ids.tolist() for i in range(len(row) - SHINGLE + 1)} & watched
 
         super().__init__(modules, size=lambda ids: 0 if ids.is_floating_point() else int(ids.numel()),
-                         keys=runs if watched else None)
+                         keys=runs if watched else None, embedding=modules["embedding"])
+        self.shifted_labels = 0  # training calls of the LM with labels that are already the next tokens
+
+        def note_labels(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            labels = kwargs.get("labels", args[2] if len(args) > 2 else None)
+            if (self.active and isinstance(ids, torch.Tensor) and isinstance(labels, torch.Tensor)
+                    and ids.dim() == 2 and ids.shape == labels.shape and ids.shape[1] > 1
+                    and torch.equal(labels[:, :-1], ids[:, 1:])):
+                self.shifted_labels += 1
+
+        self.handles.append(modules["model"].register_forward_pre_hook(note_labels, with_kwargs=True))
 
     @property
     def tokens(self) -> int:
@@ -103,6 +114,7 @@ def lm_fine_tuning(fn: Callable, *, task: str, max_loss: float, max_epochs: floa
     ``time_limit`` replaces the calibrated wall-clock guard (seconds).
     """
     spec = _validate(task, max_loss, max_epochs, seed, time_limit)
+    budget.expect_function(fn, "lm_fine_tuning")
     with torch.random.fork_rng(devices=[]):  # the notebook's random state is the same after the check
         if time_limit is None:
             train_seconds, score_seconds = calibrate(spec)
@@ -129,11 +141,12 @@ def _grade(fn: Callable, spec: LMFineTuning, max_loss: float, max_epochs: float,
     try:
         answer = call_student(fn, AsIs(model), AsIs(batches))
     finally:
-        counter.active = False
+        counter.pause()
     trained = _expect_model(answer, model, counter)
     counter.stop()
-    loss = spec.heldout_loss(rebuilt(trained, spec.new_model(), hint="train the weights of the layers you were "
-                                                                     "given; do not replace or add layers.").eval())
+    scored = rebuilt(trained, spec.new_model(), hint="train the weights of the layers you were given; do not "
+                                                     "replace or add layers.").eval()
+    loss = spec.heldout_loss(scored)
     before = spec.heldout_loss(spec.new_model())
     allowed = max_epochs * spec.train_tokens
     report = [f"held-out  {loss:.4f} nats/token = perplexity {_perplexity(loss)}   (needed <= {max_loss:.4f}; "
@@ -153,7 +166,15 @@ def _grade(fn: Callable, spec: LMFineTuning, max_loss: float, max_epochs: float,
     if not math.isfinite(loss):
         raise CheckFailure("the trained model's held-out loss is not finite: the training diverged.", details=report,
                            hint="lower the learning rate, keep gradient clipping, and watch the loss each step.")
+    one_batch = spec.batch_size * spec.block
+    if loss <= max_loss and counter.tokens < one_batch:
+        raise budget.suspicious_zero(counter.tokens, one_batch, "tokens", f"held-out loss {loss:.4f} nats/token")
     if loss > max_loss:
+        shift = ("the token after the next one (shifted twice: labels=batch['targets'] in a model that shifts "
+                 "its labels itself)") if counter.shifted_labels else _copies_its_input(scored, spec, loss)
+        if shift is not None:
+            raise CheckFailure(f"held-out loss above the threshold: your model learned to predict {shift}.",
+                               details=report, hint=_SHIFT_HINT)
         hint = ("the model saw no training token: did your function train it (a forward pass, backward, step)?"
                 if counter.tokens == 0 else
                 "the loss went up: lower the learning rate." if loss > before else
@@ -162,6 +183,24 @@ def _grade(fn: Callable, spec: LMFineTuning, max_loss: float, max_epochs: float,
         raise CheckFailure("held-out loss above the threshold.", details=report, hint=hint)
     return (f"held-out {loss:.4f} nats/token (perplexity {_perplexity(loss)}; before fine-tuning {before:.4f}), "
             f"{counter.tokens / spec.train_tokens:.2f} epochs of {spec.train_tokens:,} tokens (budget {max_epochs:g}).")
+
+
+_SHIFT_HINT = ("batch['targets'] already holds the NEXT token of every input position: use "
+               "F.cross_entropy(logits.flatten(0, 1), batch['targets'].flatten()). `model(ids, labels=ids)` shifts "
+               "by itself, so pass it the inputs (labels=batch['input_ids']), never the already-shifted targets; and "
+               "a loss against the inputs themselves teaches the model to copy the current token.")
+
+
+@torch.no_grad()
+def _copies_its_input(model: nn.Module, spec: LMFineTuning, loss: float) -> str | None:
+    """Say so when the model predicts the token it reads much better than the next one (trained on targets = inputs)."""
+    ids = spec.heldout_ids()
+    length = min(model.config.context_length, spec.block)
+    rows = min((len(ids) - 1) // length, 16)
+    inputs = ids[: rows * length].view(rows, length).to(next(model.parameters()).device)
+    logits = model(inputs).logits.float()
+    itself = float(nn.functional.cross_entropy(logits.flatten(0, 1), inputs.flatten()))
+    return "the token it is reading (targets equal to the inputs)" if itself < loss - 1.0 else None
 
 
 def _perplexity(loss: float) -> str:

@@ -147,20 +147,29 @@ class LMFineTuning:
         """Shuffled batches of consecutive blocks (a new order each epoch): ``input_ids`` and ``targets``."""
         return lm_batches(self.training_ids(seed), self.block, self.batch_size, shuffle=True, seed=seed)
 
-    @lru_cache(maxsize=4)
     def heldout_ids(self) -> torch.Tensor:
-        """The held-out text: the test split's messages in file order, ``heldout_tokens + 1`` tokens."""
-        return message_stream(load_spam("test").texts, self.tokenizer)[: self.heldout_tokens + 1]
+        """The held-out text: the test split's messages in file order, ``heldout_tokens + 1`` tokens (a new copy each
+        call: code that writes into it changes nothing the check scores on)."""
+        return _heldout_ids(self).clone()
 
-    @lru_cache(maxsize=4)
     def other_ids(self) -> torch.Tensor:
-        """The train and valid splits' messages as one stream (text a student may legitimately train on)."""
-        return message_stream(load_spam("train").texts + load_spam("valid").texts, self.tokenizer)
+        """The train and valid splits' messages as one stream (text a student may legitimately train on); a copy."""
+        return _other_ids(self).clone()
 
     @torch.no_grad()
     def heldout_loss(self, model: nn.Module, batch: int = 8) -> float:
         """Mean next-token cross-entropy (nats) on the held-out text, in windows of the model's context length."""
         return window_loss(model, self.heldout_ids(), model.config.context_length, batch)
+
+
+@lru_cache(maxsize=4)
+def _heldout_ids(task: LMFineTuning) -> torch.Tensor:
+    return message_stream(load_spam("test").texts, task.tokenizer)[: task.heldout_tokens + 1]
+
+
+@lru_cache(maxsize=4)
+def _other_ids(task: LMFineTuning) -> torch.Tensor:
+    return message_stream(load_spam("train").texts + load_spam("valid").texts, task.tokenizer)
 
 
 LM_TASKS: dict[str, LMFineTuning] = {

@@ -12,7 +12,11 @@ For each submitted notebook (a file, or every ``*.ipynb`` under a folder):
    reported and the run goes on;
 3. each exercise is graded in a fresh process (:mod:`worker`) by the registered check, called with the
    instructor's keyword arguments and the re-grade's ``--seed`` (fresh inputs; for fine-tuning, a labelled sample the
-   notebook never trained on). What the notebook's own checks printed or recorded is ignored.
+   notebook never trained on). What the notebook's own checks printed or recorded is ignored. A fine-tuning
+   exercise trains in that process, which saves the weights it scored; a fresh process that never loads student code
+   scores them (on ``--heldout FILE``, else on the shipped test split), and the training process's CPU time, counted
+   by the operating system, is held to a budget calibrated with the reference solution on this machine
+   (:mod:`boundary`).
 
 The student's id is the submission's file name, or its folder's name when several submissions share a file name.
 This runs the students' code: run it in a container or a throw-away account (docs/instructors.md).
@@ -32,8 +36,10 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.grading.regrade.grade import regrade_one
+from course_lib.grading.regrade.boundary import calibrate
+from course_lib.grading.regrade.grade import FINE_TUNING_CHECKS, regrade_one
 from course_lib.grading.regrade.report import Submission, write_csv, write_json, write_json_dir
+from course_lib.grading.regrade.scoring import SHIPPED, read_heldout
 from course_lib.grading.regrade.sheet import Exercise, exercise_sheet
 from course_lib.grading.runtime.registry import specs
 from course_lib.paths import DataFileError, data_dir
@@ -92,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per grader process, a backstop over the check's own limit (default 900)")
     parser.add_argument("--executed", type=Path, help="keep each executed notebook under this folder")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time (default 1)")
+    parser.add_argument("--heldout", type=Path, help="labelled messages the students never had (CSV: label, text): "
+                        "the fine-tuning exercises are scored on them instead of the shipped test split")
     options = parser.parse_args(argv)
     for name in ("asyncio", "traitlets"):  # nbclient's own noise after a time-out; the report says what happened
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -101,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(options, name)}")
         instructor = _instructor_notebooks(options.instructor)
         paths = find_submissions(options.submissions)
+        if options.heldout is not None:
+            options.heldout = options.heldout.resolve()
+            read_heldout(options.heldout)  # a bad file stops the run before any student code runs
     except ValueError as exc:
         print(f"regrade: {exc}", file=sys.stderr)
         return 2
@@ -109,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     sheets = {path: exercise_sheet(nbformat.read(path, as_version=4), points) for path in instructor.values()}
     watched = _watched_files(list(instructor.values()))
     fingerprint = _fingerprint(watched)  # read before any student code runs: the sheets, the grader, the data
+    for path, sheet in sheets.items():  # say it now, not in every student's row: fix the notebook and re-run
+        for exercise in sheet:
+            if exercise.problem is not None:
+                print(f"regrade: WARNING: {path.name}, cell {exercise.cell}: `{exercise.column}` cannot be re-graded "
+                      f"and scores 0 for everyone: {exercise.problem}", file=sys.stderr)
+    options.calibrations = _calibrate(paths, instructor, sheets, seed, options)
     print(f"re-grading {len(paths)} notebook(s) with seed {seed}, {options.jobs} at a time")
     done: dict[Path, Submission] = {}
     code = 0
@@ -154,6 +171,30 @@ def _grade(path: Path, student: str, instructor: dict[str, Path], sheets: dict[P
             submission = Submission(student, path, matched.name, "re-grade failed", f"{type(exc).__name__}: {exc}")
     submission.seconds = time.monotonic() - start
     return submission
+
+
+def _calibrate(paths: list[Path], instructor: dict[str, Path], sheets: dict[Path, list[Exercise]], seed: int,
+               options: argparse.Namespace) -> dict:
+    """The CPU budget of each fine-tuning exercise someone submitted: its reference and a no-op, on this machine."""
+    used = {matched for path in paths if (matched := match_instructor(path, instructor)) is not None}
+    exercises = [(notebook, e) for notebook in sorted(used) for e in sheets[notebook]
+                 if e.check in FINE_TUNING_CHECKS and e.problem is None]
+    if exercises:
+        where = f"{options.heldout} (held by you)" if options.heldout else SHIPPED
+        print(f"fine-tuning exercises: trained in one process, scored in another on {where}")
+    calibrations = {}
+    for notebook, exercise in exercises:
+        with tempfile.TemporaryDirectory(prefix="course-calibrate-") as workdir:
+            calibration = calibrate(notebook, exercise, seed, options.check_timeout, Path(workdir))
+        reference = calibration.reference
+        print(f"  {notebook.name} {exercise.column}: the reference {reference['outcome']} with seed {seed} "
+              f"({reference['message'][:120]}); CPU {calibration.overhead:.1f} s to load and score, "
+              f"{calibration.per_epoch:.1f} s per epoch", flush=True)
+        if reference["outcome"] != "passed":
+            print(f"regrade: WARNING: your own solution of {notebook.name} `{exercise.column}` does not pass with "
+                  f"seed {seed}: choose another seed or loosen the threshold", file=sys.stderr)
+        calibrations[(notebook.name, exercise.column)] = calibration
+    return calibrations
 
 
 def _watched_files(instructor: list[Path]) -> list[Path]:

@@ -12,6 +12,7 @@ what the notebook defined before it stopped is still graded, and the status says
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -80,7 +81,9 @@ def execute_submission(path: Path, functions: list[str], workdir: Path, *, cell_
         return Execution(UNREADABLE, f"not a readable notebook ({type(exc).__name__}: {exc})", exports)
     notebook, origin = _with_exports(student, functions, exports)
     nbformat.write(student, run / path.name)
-    return _run(notebook, origin, run, exports, cell_timeout, notebook_timeout)
+    execution = _run(notebook, origin, run, exports, cell_timeout, notebook_timeout)
+    execution.notebook = _executed(student, notebook, origin)
+    return execution
 
 
 def _with_exports(student: nbformat.NotebookNode, functions: list[str], exports: Path):
@@ -153,9 +156,22 @@ def _run(notebook, origin, run: Path, exports: Path, cell_timeout: float, notebo
                       "the exercises defined before it are graded")
     except Exception as exc:  # noqa: BLE001 - a kernel that cannot start is the submission's report, not a crash
         status, detail = KERNEL_DIED, f"the kernel failed ({type(exc).__name__}: {exc})"
-    executed = nbformat.v4.new_notebook(metadata=notebook.metadata)
-    executed.cells = [cell for cell, where in zip(notebook.cells, origin) if where is not None]
-    return Execution(status, detail, exports, errors, time.monotonic() - start, executed)
+    return Execution(status, detail, exports, errors, time.monotonic() - start)
+
+
+def _executed(student: nbformat.NotebookNode, notebook: nbformat.NotebookNode, origin: list[int | None]
+              ) -> nbformat.NotebookNode:
+    """The submission with the outputs of this run (markdown cells kept, so "cell 42" is cell 42 of this file too;
+    code cells the run never reached come back without outputs)."""
+    executed = copy.deepcopy(student)
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    for cell, where in zip(notebook.cells, origin):
+        if where is not None:
+            executed.cells[where].outputs = cell.get("outputs", [])
+            executed.cells[where].execution_count = cell.get("execution_count")
+    return executed
 
 
 def _interrupt(client: NotebookClient) -> bool:

@@ -30,20 +30,33 @@ _SUSPICIOUS_NAMES = {
     "register_forward_pre_hook": "runs code in a model's forward, where a check predicts",
     "register_module_forward_hook": "runs code in every module's forward",
     "register_module_forward_pre_hook": "runs code in every module's forward",
+    "_forward_pre_hooks": "reaches a model's hooks (where a fine-tuning check counts)",
+    "_forward_hooks": "reaches a model's hooks", "_forward_pre_hooks_with_kwargs": "reaches a model's hooks",
+    "_global_forward_pre_hooks": "reaches the hooks on every module", "_global_forward_hooks":
+    "reaches the hooks on every module",
 }
+# Inside an exercise function (code the grader runs): reading the graded split, or weights from another model.
+_TEST_SPLIT = {"heldout_ids": "reads the held-out text the check scores on",
+               "test_set": "reads the test split the check scores on", "test_batches": "reads the test split",
+               "test_labels": "reads the test labels"}
 _SUSPICIOUS_CALLS = {"exec", "eval", "compile", "__import__", "setattr", "delattr"}
 _WATCHED_MODULES = {"torch", "math", "numpy", "builtins", "course_lib", "operator", "functools", "sys", "cmath",
                     "random", "inspect"}
 
 
-def suspicious_lines(notebook: nbformat.NotebookNode, limit: int = 8) -> list[str]:
-    """Up to ``limit`` one-line flags such as ``cell 12: assigns torch.allclose``, in notebook order."""
+def suspicious_lines(notebook: nbformat.NotebookNode, limit: int = 8, exercises: frozenset[str] = frozenset()
+                     ) -> list[str]:
+    """Up to ``limit`` one-line flags such as ``cell 12: assigns torch.allclose``, in notebook order.
+
+    ``exercises``: the exercise functions' names; in their bodies (code the grader runs) ``load_spam("test")``, the
+    tasks' test and held-out data and ``load_state_dict`` (weights copied from another model) are flagged too.
+    """
     trees = [(index, parse_cell(cell.source)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     trees = [(index, tree) for index, tree in trees if tree is not None]
     watched = {"check"} | _WATCHED_MODULES | set().union(*(_module_aliases(tree) for _, tree in trees))
     flags: list[str] = []
     for index, tree in trees:
-        for reason in _cell_flags(tree, watched):
+        for reason in _cell_flags(tree, watched) + _exercise_flags(tree, exercises):
             flag = f"cell {index}: {reason}"
             if flag not in flags:
                 flags.append(flag)
@@ -62,9 +75,37 @@ def _module_aliases(tree: ast.Module) -> set[str]:
     return names
 
 
+def _exercise_flags(tree: ast.Module, exercises: frozenset[str]) -> list[str]:
+    """Reasons to look inside the cell's exercise functions: the graded data read, weights from another model."""
+    found: list[tuple[int, str]] = []
+    for function in tree.body:
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or function.name not in exercises:
+            continue
+        for node in ast.walk(function):
+            name = getattr(node, "attr", getattr(node, "id", None)) if isinstance(node, (ast.Attribute, ast.Name)) \
+                else None
+            if name in _TEST_SPLIT:
+                found.append((node.lineno, f"`{function.name}` uses {ast.unparse(node)} ({_TEST_SPLIT[name]})"))
+            elif isinstance(node, ast.Call) and _called(node) == "load_spam" and any(
+                    isinstance(arg, ast.Constant) and arg.value == "test"
+                    for arg in [*node.args, *(keyword.value for keyword in node.keywords)]):
+                found.append((node.lineno, f"`{function.name}` calls {ast.unparse(node)} (reads the test split the "
+                                           "check scores on)"))
+            elif isinstance(node, ast.Call) and _called(node) == "load_state_dict":
+                found.append((node.lineno, f"`{function.name}` calls {ast.unparse(node.func)}(...) (copies weights "
+                                           "from another model into the graded one)"))
+    return [reason for _, reason in sorted(found, key=lambda item: item[0])]
+
+
+def _called(call: ast.Call) -> str | None:
+    """The name a call calls: ``f`` for ``f(...)`` and ``x.f(...)``."""
+    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
+
+
 def _cell_flags(tree: ast.Module, watched: set[str]) -> list[str]:
     """The reasons to look at one cell, in source order; ``watched`` names modules (and ``check``)."""
     found: list[tuple[int, str]] = []
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}  # model.modules() is no flag
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
@@ -80,7 +121,8 @@ def _cell_flags(tree: ast.Module, watched: set[str]) -> list[str]:
             found.append((line, "defines its own `check`"))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SUSPICIOUS_CALLS:
             found.append((line, f"calls {node.func.id}(...)"))
-        elif isinstance(node, ast.Attribute) and node.attr in _SUSPICIOUS_NAMES:
+        elif isinstance(node, ast.Attribute) and node.attr in _SUSPICIOUS_NAMES and not (
+                node.attr == "modules" and id(node) in called):
             found.append((line, f"uses {ast.unparse(node)} ({_SUSPICIOUS_NAMES[node.attr]})"))
         elif isinstance(node, ast.Name) and node.id in _SUSPICIOUS_NAMES and node.id != "modules":
             found.append((line, f"uses {node.id} ({_SUSPICIOUS_NAMES[node.id]})"))

@@ -1,7 +1,8 @@
 """The exercise sheet of an instructor notebook, read with ``ast``: which function each ``check.<name>(...)`` grades.
 
 An exercise is a top-level ``def`` (or ``class``) whose body holds ``### BEGIN SOLUTION`` and a call
-``check.<name>(function, key=literal, ...)`` that passes it positionally. The re-grade calls the same check with the
+``check.<name>(function, key=literal, ...)`` that passes it positionally (a check may take several such functions:
+``check.sampling_filters(top_k, nucleus)``). The re-grade calls the same check with the
 same keyword arguments (read with ``ast.literal_eval``), so a call that hands the check a notebook value
 (``test_labels``) or a computed argument cannot be re-graded: it is listed with the reason, and scored 0 for everyone.
 """
@@ -29,6 +30,12 @@ class Exercise:
     column: str = ""                 # the CSV column: the check's name, ``name_2`` for its second exercise
     cell: int = 0
     problem: str | None = None       # why it cannot be re-graded; None when it can
+    others: tuple[str, ...] = ()     # further functions, in order: check.sampling_filters(top_k, nucleus)
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """Every function the check is handed, in the call's order."""
+        return (self.function, *self.others)
 
 
 def parse_cell(source: str) -> ast.Module | None:
@@ -75,14 +82,15 @@ def exercise_sheet(notebook: nbformat.NotebookNode, registered: dict[str, float]
                 continue  # the check runs on a library function (a demonstration): nothing the student wrote
             name = call.func.attr
             kwargs, problem = _literal_kwargs(call)
-            if len(call.args) != 1:
-                problem = (f"check.{name}(...) passes {len(call.args)} positional arguments; the re-grade passes "
-                           f"only the student's function (make the others literal keyword arguments)")
+            if len(graded) != len(call.args):
+                problem = (f"check.{name}(...) passes {len(call.args)} positional arguments, of which "
+                           f"{len(call.args) - len(graded)} are not exercise functions; the re-grade passes only the "
+                           f"student's functions (make the others literal keyword arguments)")
             elif name not in registered:
                 problem = f"no registered check named {name!r}"
             taken = sum(exercise.check == name for exercise in exercises)
             column = name if taken == 0 else f"{name}_{taken + 1}"
-            exercises.append(Exercise(name, graded[0], kwargs, column, index, problem))
+            exercises.append(Exercise(name, graded[0], kwargs, column, index, problem, tuple(graded[1:])))
     return exercises
 
 

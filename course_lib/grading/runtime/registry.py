@@ -158,7 +158,9 @@ def run_check(spec: CheckSpec, args: tuple, kwargs: dict, limit: float | None) -
     except CheckUsageError:
         raise
     except TimeLimitExceeded as stop:
-        result = make(Outcome.TIMED_OUT, f"{stop}: stopped.", hint=spec.timeout_hint)
+        frame = student_frame(traceback.extract_tb(stop.__traceback__))  # where the student's code was stopped
+        result = make(Outcome.TIMED_OUT, f"{stop}: stopped.",
+                      student_line=None if frame is None else describe(frame), hint=spec.timeout_hint)
     except NotAttempted as stop:
         result = make(Outcome.NOT_ATTEMPTED, str(stop))
     except StudentError as stop:

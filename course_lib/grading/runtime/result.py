@@ -35,8 +35,8 @@ _STYLE = {
 class CheckResult:
     """The verdict of one check: outcome, a one-sentence message, details (expected / got), and a hint.
 
-    ``student_line`` is the line of the student's own code that raised, when the outcome is ``error``; ``seed`` the
-    seed the inputs were drawn with (None for fixed inputs).
+    ``student_line`` is the line of the student's own code that raised (``error``) or where it was stopped (``timed
+    out``); ``seed`` the seed the inputs were drawn with (None for fixed inputs).
     """
 
     name: str

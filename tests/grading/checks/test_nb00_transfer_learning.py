@@ -98,6 +98,20 @@ def test_discriminative_structure_mistakes():
     expect(check.discriminative_lr_groups(lambda groups, lr, decay=2.6: "groups"), Outcome.FAILED, "list of dicts")
 
 
+def test_discriminative_groups_of_copies_are_named_and_generators_of_parameters_accepted():
+    def detached(groups, lr, decay=2.6):
+        return [{"params": [p.detach() for p in g.params], "lr": lr / decay ** (len(groups) - 1 - i)}
+                for i, g in enumerate(groups)]
+
+    def generators(groups, lr, decay=2.6):  # what `module.parameters()` gives; torch.optim accepts it
+        return [{"params": (p for p in g.params), "lr": lr / decay ** (len(groups) - 1 - i)}
+                for i, g in enumerate(groups)]
+
+    expect(check.discriminative_lr_groups(detached), Outcome.FAILED, "the optimizer would update the copies",
+           "no .detach()")
+    expect(check.discriminative_lr_groups(generators), Outcome.PASSED)
+
+
 def test_discriminative_not_attempted():
     def stub(groups, lr, decay=2.6):
         raise NotImplementedError()

@@ -79,6 +79,22 @@ def test_causal_divided_by_d_k_and_a_partial_leak():
     expect(check.causal_attention(leaks_one), Outcome.FAILED, "the future leaks", "above the diagonal")
 
 
+def test_causal_nan_rows_are_named_as_nan_with_the_example_that_has_them():
+    def hand_written_softmax(query, key, value, attention_mask=None):  # exp without the row's max: inf / inf
+        tokens = query.shape[-2]
+        visible = torch.ones(tokens, tokens).tril().bool()
+        scores = (query @ key.transpose(-2, -1) * 100.0).masked_fill(~visible, float("-inf"))
+        weights = scores.exp() / scores.exp().sum(-1, keepdim=True)
+        return weights @ value, weights
+
+    for seed in range(3):
+        result = check.causal_attention(hand_written_softmax, seed=seed)
+        expect(result, Outcome.FAILED, "your weights hold NaN: example", "subtract each row's max")
+        example, head = (int(part.split()[-1]) for part in result.message.split(": example")[1].split(",")[:2])
+        assert f"Your weights[{example}, {head}]" in str(result), str(result)  # the matrix shown is the one with NaN
+        assert "future leaks" not in str(result)
+
+
 def test_causal_output_and_shape_mistakes():
     def swapped(q, k, v, attention_mask=None):
         output, weights = attention(q, k, v, attention_mask)

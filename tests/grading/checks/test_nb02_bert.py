@@ -17,7 +17,9 @@ from course_lib.text.masking import mask_tokens
 def masking(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0.15, generator=None, *,
             exclude_special=True, split=(0.8, 0.9), unlabelled=-100, labels_from="input", ignore_generator=False):
     """A masking function with switches that reproduce the known mistakes."""
-    source_of_randomness = None if ignore_generator else generator
+    if ignore_generator == "reseeds":
+        torch.manual_seed(0)  # a fixed global seed in the function: every call draws the same
+    source_of_randomness = None if ignore_generator is True or ignore_generator == "reseeds" else generator
     rand = lambda shape: torch.rand(shape, generator=source_of_randomness)  # noqa: E731
     chosen = rand(input_ids.shape) < mlm_probability
     if exclude_special:
@@ -26,7 +28,8 @@ def masking(input_ids, mask_token_id, vocab_size, special_ids, mlm_probability=0
     masked = input_ids.clone()
     masked[chosen & (draw < split[0])] = mask_token_id
     to_random = chosen & (draw >= split[0]) & (draw < split[1])
-    masked[to_random] = torch.randint(vocab_size, input_ids.shape, generator=source_of_randomness)[to_random]
+    ids_from = None if ignore_generator == "random ids" else source_of_randomness  # the global generator
+    masked[to_random] = torch.randint(vocab_size, input_ids.shape, generator=ids_from)[to_random]
     source = masked if labels_from == "masked" else input_ids
     labels = torch.where(chosen, source, torch.full_like(input_ids, unlabelled))
     return masked, labels
@@ -47,7 +50,9 @@ def test_masking_reference_passes():
     (dict(unlabelled=0), "should be -100 (not chosen)", "-100 where a token was not chosen"),
     (dict(labels_from="masked"), "or the original id", "*original* id"),
     (dict(mlm_probability=0.3), "were chosen, expected 1", "independently with probability"),
-    (dict(ignore_generator=True), "identically seeded generators", "generator=generator"),
+    (dict(ignore_generator=True), "ignores its `generator` argument", "generator=generator"),
+    (dict(ignore_generator="reseeds"), "ignores its `generator` argument", "do not call torch.manual_seed"),
+    (dict(ignore_generator="random ids"), "identically seeded generators", "generator=generator"),
 ])
 def test_masking_known_mistakes(mistake, message, hint):
     probability = mistake.pop("mlm_probability", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import cloudpickle
@@ -235,6 +236,15 @@ def test_exits_and_crashes_are_reported(regraded):
     assert rows["segfaults"]["status"] == "kernel died" and rows["segfaults"]["total"] == "0"
     assert "never defined" in by_student["segfaults"]["tests"][0]["output"]
     assert rows["broken"]["status"] == "unreadable" and rows["broken"]["total"] == "0"
+
+
+def test_executed_notebooks_keep_the_submissions_cell_numbers(regraded):
+    _, by_student, _, folder = regraded
+    submitted = nbformat.read(folder / "submissions" / "exits" / INSTRUCTOR.name, as_version=4)
+    executed = nbformat.read(folder / "executed" / "exits" / INSTRUCTOR.name, as_version=4)
+    assert [cell.source for cell in executed.cells] == [cell.source for cell in submitted.cells]  # markdown kept
+    number = int(re.search(r"kernel died in cell (\d+)", json.dumps(by_student["exits"])).group(1))
+    assert "os._exit" in executed.cells[number].source
 
 
 # --- the worker alone, on hand-made exports (no kernel) ---

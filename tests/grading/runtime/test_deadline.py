@@ -100,6 +100,13 @@ def test_endless_student_code_is_stopped_at_the_limit_and_the_next_check_runs_at
     assert stlr_within(5) < max(10 * normal, 1.0)  # nothing burns the CPU in the background
 
 
+def test_timed_out_shows_where_the_students_code_was_stopped():
+    result = check.slanted_triangular_lr(endless, time_limit=LIMIT)
+    assert result.outcome is Outcome.TIMED_OUT, str(result)
+    assert result.student_line is not None and "in endless" in result.student_line, str(result)
+    assert "Your code: test_deadline.py, line" in str(result), str(result)
+
+
 def test_a_student_who_ignores_the_alarm_is_stopped_by_the_backstop():
     def ignores_alarm(step, total_steps, lr_max, cut_frac=0.1, ratio=32):
         signal.signal(signal.SIGALRM, signal.SIG_IGN)

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""How the instructor's own solution scores on the re-grade's draws: the figures a threshold is set from.
+
+    python benchmarks/grading_thresholds.py                         # every graded training exercise, 20 draws
+    python benchmarks/grading_thresholds.py --notebooks 05 --draws 5   # notebook 05 only, 5 draws
+    python benchmarks/grading_thresholds.py --notebooks 00 --first-seed 20251207
+
+For each graded fine-tuning exercise of the instructor notebooks (``check.fine_tuning``, ``check.lm_fine_tuning``)
+the reference solution is rebuilt from the notebook (:func:`course_lib.grading.regrade.reference.reference_functions`)
+and graded exactly as the re-grade grades it, with the notebook's literal arguments and ``seed`` = each draw: the
+seed draws the labelled sample (or the training messages), the batch order and the new head. One line per draw, then
+per metric the min / mean / max, the threshold, the margin of the worst draw and the pass count. A threshold is fair
+when the worst of at least 20 draws clears it with a stated margin (docs/instructors.md). Minutes per draw on a
+2-core CPU (the LM task about 1, the classifiers 1 to 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from course_lib.grading.regrade.reference import reference_functions  # noqa: E402
+from course_lib.grading.regrade.sheet import exercise_sheet  # noqa: E402
+from course_lib.grading.runtime.registry import grade, specs  # noqa: E402
+
+GRADED_TRAINING = ("fine_tuning", "lm_fine_tuning")
+# metric: (pattern in the check's report, the keyword argument holding its threshold, True when higher is better)
+METRICS = {"accuracy": (r"accuracy\s+([0-9.]+)", "min_accuracy", True),
+           "spam F1": (r"spam F1\s+([0-9.]+)", "min_f1", True),
+           "held-out nats": (r"held-out\s+([0-9.]+)", "max_loss", False),
+           "epochs": (r"([0-9.]+) epochs of", "max_epochs", False)}
+
+
+def figures(text: str) -> dict[str, float]:
+    """The metrics a check's message and details report."""
+    return {name: float(match.group(1)) for name, (pattern, _, _) in METRICS.items()
+            if (match := re.search(pattern, text))}
+
+
+def run(path: Path, exercise, seeds: list[int]) -> None:
+    function = reference_functions(path, exercise)
+    print(f"\n{path.name}: check.{exercise.check}({exercise.function}, "
+          + ", ".join(f"{k}={v!r}" for k, v in exercise.kwargs.items()) + ")", flush=True)
+    rows, passed = [], 0
+    for seed in seeds:
+        start = time.perf_counter()
+        result = grade(exercise.check, *function, **exercise.kwargs, seed=seed)
+        found = figures("\n".join([result.message, *result.details]))
+        rows.append(found)
+        passed += result.passed
+        print(f"  seed {seed:>9}  {result.outcome.value:<9} " + "  ".join(f"{k} {v:.4f}" for k, v in found.items())
+              + f"   ({time.perf_counter() - start:.0f} s)" + ("" if result.passed else f"  {result.message}"),
+              flush=True)
+    for name, (_, argument, higher) in METRICS.items():
+        values = [row[name] for row in rows if name in row]
+        if not values or argument not in exercise.kwargs:
+            continue
+        threshold, worst = exercise.kwargs[argument], (min(values) if higher else max(values))
+        margin = worst - threshold if higher else threshold - worst
+        print(f"  {name:<14} min {min(values):.4f}  mean {statistics.mean(values):.4f}  max {max(values):.4f}   "
+              f"threshold {threshold:g} ({argument}); worst draw clears it by {margin:+.4f}")
+    print(f"  passed {passed} / {len(seeds)} draws", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--notebooks", nargs="*", default=[], help="notebook prefixes (00 05); default: all")
+    parser.add_argument("--draws", type=int, default=20, help="draws per exercise (default 20)")
+    parser.add_argument("--first-seed", type=int, default=1000, help="the first draw's seed (default 1000)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    points = {name: spec.points for name, spec in specs().items()}
+    seeds = list(range(options.first_seed, options.first_seed + options.draws))
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        if options.notebooks and not path.name.startswith(tuple(options.notebooks)):
+            continue
+        for exercise in exercise_sheet(nbformat.read(path, as_version=4), points):
+            if exercise.check in GRADED_TRAINING and exercise.problem is None:
+                run(path, exercise, seeds)
+
+
+if __name__ == "__main__":
+    main()
