@@ -79,8 +79,8 @@ setup() {
 case "$cmd" in
   setup)   setup ;;
   lab)     setup; exec "$py" -m jupyter lab notebooks "$@" ;;
-  test)    setup; exec "$py" -m pytest "$@" ;;
-  test-floors) setup; exec "$py" -m pytest "$@" ;;
+  test)    setup; exec "$py" -m pytest -n auto --maxprocesses 4 --dist loadgroup "$@" ;;  # parallel: tests/conftest.py
+  test-floors) setup; exec "$py" -m pytest -n auto --maxprocesses 4 --dist loadgroup "$@" ;;
   release) setup; exec "$py" -m course_lib.publishing.release notebooks student "$@" ;;
   data)    setup; exec "$py" scripts/make_data.py "$@" ;;
   regrade) setup; exec "$py" -m course_lib.grading.regrade "$@" ;;
