@@ -128,6 +128,18 @@ class TransformerXLModel(nn.Module):
         weight = self.token_embedding.weight
         return [weight.new_zeros(batch, 0, self.config.dim) for _ in range(self.config.n_layers + 1)]
 
+    def relative_score_inputs(self, key_len: int, device: torch.device | None = None,
+                              dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """What relative attention adds to every layer's scores: R for the distances key_len-1 .. 0, and u and v.
+
+        The keyword arguments of a relative TransformerBlock (``positions``, ``u``, ``v``), shared by all layers.
+        """
+        if not self.config.relative_positions:
+            raise ValueError("absolute positions (relative_positions=False) have no relative score inputs")
+        device = device if device is not None else self.u.device
+        distances = relative_distances(key_len, self.config.max_distance, device, dtype or self.u.dtype)
+        return {"positions": self.dropout(self.position_embedding(distances)), "u": self.u, "v": self.v}
+
     def forward(self, input_ids: torch.Tensor, mems: list[torch.Tensor] | None = None,
                 output_attentions: bool = False) -> ModelOutput:
         """``input_ids`` ``[batch, qlen]`` (one segment) + ``mems`` -> hidden states and the next ``mems``."""
@@ -140,8 +152,7 @@ class TransformerXLModel(nn.Module):
                                              input_ids.device)  # [qlen, klen]
         words = self.token_embedding(input_ids) * self.embedding_scale  # [batch, qlen, dim]
         if config.relative_positions:  # R for the distances klen-1 .. 0, shared by all layers; u and v
-            distances = relative_distances(cached_len + query_len, config.max_distance, words.device, words.dtype)
-            score_inputs = {"positions": self.dropout(self.position_embedding(distances)), "u": self.u, "v": self.v}
+            score_inputs = self.relative_score_inputs(cached_len + query_len, words.device, words.dtype)
             hidden = self.dropout(words)
         else:  # the strawman: positions 0 .. qlen-1 in every segment, whatever came before
             positions = torch.arange(query_len, device=words.device, dtype=words.dtype)

@@ -5,8 +5,8 @@
                            reference={"POS (paper)": {"LSTM 1": 97.0, "LSTM 2": 95.8}}, reference_label="accuracy")
 
 Left panel: one group of bars per biLM layer, one bar per task, bar height s_j (each task's bars sum to 1), gamma in
-the legend. Right panel (optional): numbers from elsewhere, e.g. the paper's per-layer accuracies, so a reader sees
-what the paper found next to what the tasks here chose. Built without pyplot, like ``course_lib.viz.plots``.
+the legend. Right panels (optional): numbers from elsewhere, e.g. the paper's per-layer accuracies, one panel and axis per
+metric, so a reader sees what the paper found next to what the tasks here chose. Built without pyplot, like ``course_lib.viz.plots``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,15 @@ def _weights(values, name: str) -> np.ndarray:
 def layer_mix_figure(mixes: Mapping[str, tuple[Sequence[float] | torch.Tensor, float]],
                      layer_names: Sequence[str] | None = None,
                      reference: Mapping[str, Mapping[str, float]] | None = None,
-                     reference_label: str = "score", title: str = "what each task takes from each layer") -> Figure:
-    """Bars of s_j per layer for every task (gamma in the legend); optionally a panel of reference numbers."""
+                     reference_label: str = "score", title: str = "what each task takes from each layer",
+                     contributions: Mapping[str, Sequence[float] | torch.Tensor] | None = None) -> Figure:
+    """Bars of s_j per layer for every task (gamma in the legend); optionally reference numbers, one axis each.
+
+    ``reference`` maps a source (e.g. "POS tagging, accuracy (paper)") to its scores by layer; every source gets its
+    own panel and y-axis, since accuracies and F1s are not on one scale (``reference_label`` names the axis when
+    there is one source). ``contributions`` maps a task to each layer's share of the mixed vector's size,
+    s_j * ||h_j|| normalised (``course_lib.training.layer_probe.mix_contributions``), drawn as markers on its bars.
+    """
     if not mixes:
         raise ValueError("need at least one task's (weights, gamma)")
     weights = {task: _weights(s, task) for task, (s, _) in mixes.items()}
@@ -42,8 +49,10 @@ def layer_mix_figure(mixes: Mapping[str, tuple[Sequence[float] | torch.Tensor, f
     names = list(layer_names) if layer_names is not None else [f"layer {j}" for j in range(n_layers)]
     if len(names) != n_layers:
         raise ValueError(f"{len(names)} layer names for {n_layers} layers")
-    figure = Figure(figsize=(9.6, 3.6) if reference else (6.4, 3.6))
-    axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]}) if reference else [figure.subplots()]
+    n_reference = len(reference) if reference else 0
+    figure = Figure(figsize=(9.6, 3.8) if reference else (6.4, 3.6))
+    axes = (figure.subplots(1, 1 + n_reference, gridspec_kw={"width_ratios": [3] + [1.2] * n_reference})
+            if reference else [figure.subplots()])
     ax = axes[0]
     width = 0.8 / len(weights)
     positions = np.arange(n_layers)
@@ -52,24 +61,31 @@ def layer_mix_figure(mixes: Mapping[str, tuple[Sequence[float] | torch.Tensor, f
         bars = ax.bar(positions + (k - (len(weights) - 1) / 2) * width, s, width,
                       label=f"{task} (gamma {gamma:.2f})", color=f"C{k}")
         ax.bar_label(bars, labels=[f"{v:.2f}" for v in s], fontsize=7)
+        if contributions is not None and task in contributions:
+            shares = _weights(contributions[task], f"contributions of {task}")
+            if shares.size != n_layers:
+                raise ValueError(f"contributions of {task!r}: {shares.size} values for {n_layers} layers")
+            ax.plot(positions + (k - (len(weights) - 1) / 2) * width, shares, "D", color="black", markersize=5,
+                    label="s_j x ||h_j||, as a share" if k == 0 else None)
     ax.axhline(1.0 / n_layers, color="grey", linestyle=":", linewidth=1, label="uniform start (1 / layers)")
     ax.set_xticks(positions, names)
     ax.set(ylabel="mixing weight s_j = softmax(w)_j", ylim=(0, 1.05), title=title)
     ax.legend(fontsize=8, loc="upper left")
     if reference:
-        right = axes[1]
-        columns = sorted({layer for scores in reference.values() for layer in scores},
-                         key=lambda layer: names.index(layer) if layer in names else len(names))
-        ref_width = 0.8 / len(reference)
         for k, (source, scores) in enumerate(reference.items()):
-            xs = [columns.index(layer) + (k - (len(reference) - 1) / 2) * ref_width for layer in scores]
-            bars = right.bar(xs, list(scores.values()), ref_width, label=source, color=f"C{k + len(weights)}")
-            right.bar_label(bars, labels=[f"{v:g}" for v in scores.values()], fontsize=7)
-        low = min(v for scores in reference.values() for v in scores.values())
-        high = max(v for scores in reference.values() for v in scores.values())
-        right.set_xticks(range(len(columns)), columns)
-        margin = 0.15 * (high - low) + 2
-        right.set(ylabel=reference_label, ylim=(low - margin, high + 2.5 * margin), title="reference")
-        right.legend(fontsize=8, loc="upper right")
+            right = axes[1 + k]
+            columns = [layer for layer in names if layer in scores] + [layer for layer in scores if layer not in names]
+            values = [scores[layer] for layer in columns]       # points, not bars: the axis need not start at 0
+            right.plot(range(len(columns)), values, "o-", color=f"C{k + len(weights)}")
+            for x, value in enumerate(values):
+                right.annotate(f"{value:g}", (x, value), textcoords="offset points", xytext=(0, 6), ha="center",
+                               fontsize=7)
+            low, high = min(scores.values()), max(scores.values())
+            margin = max(0.5, 0.6 * (high - low))
+            right.set_xticks(range(len(columns)), columns, fontsize=8)
+            right.set_xlim(-0.5, len(columns) - 0.5)
+            right.set(ylabel=reference_label if n_reference == 1 else source, ylim=(low - 2 * margin, high + margin),
+                      title="reference")
+            right.yaxis.label.set_fontsize(8)
     figure.tight_layout()
     return figure

@@ -204,3 +204,26 @@ def test_speed_table_runs_on_a_tiny_model():
     assert [row.attention_len for row in rows] == [8, 16]
     assert all(row.vanilla_seconds > 0 and row.xl_seconds > 0 for row in rows)
     assert "speed-up" in format_speed_table(rows)
+
+
+def test_relative_score_inputs_feed_the_blocks_as_forward_does():
+    from course_lib.models.transformer_xl import TransformerXLConfig as Config
+    from course_lib.models.transformer_xl import TransformerXLModel as Model
+    from course_lib.models.transformer_xl_memory import attention_mask_with_memory
+
+    torch.manual_seed(0)
+    model = Model(Config(vocab_size=11, n_layers=2, n_heads=2, dim=8, head_dim=4, hidden_dim=16, segment_len=3,
+                         mem_len=3)).eval()
+    ids = torch.randint(11, (1, 3))
+    inputs = model.relative_score_inputs(3)
+    assert set(inputs) == {"positions", "u", "v"} and inputs["positions"].shape == (3, 8)
+    hidden = model.token_embedding(ids) * model.embedding_scale
+    allowed = attention_mask_with_memory(3, 0, 3)
+    with torch.no_grad():
+        for block in model.blocks:
+            hidden, _ = block(hidden, allowed, **inputs)
+        assert torch.allclose(hidden, model(ids).hidden_states[-1], atol=1e-6)
+    absolute = Model(Config(vocab_size=11, n_layers=1, n_heads=2, dim=8, head_dim=4, hidden_dim=16,
+                            relative_positions=False))
+    with pytest.raises(ValueError, match="absolute"):
+        absolute.relative_score_inputs(3)

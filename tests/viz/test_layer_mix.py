@@ -28,16 +28,29 @@ def test_bars_show_each_tasks_softmax_weights_and_gamma():
     assert figure_png(fig) == figure_png(layer_mix_figure(mixes, ["token", "LSTM 1", "LSTM 2"]))  # deterministic
 
 
-def test_reference_panel_holds_the_papers_numbers():
+def test_reference_panels_one_axis_per_metric():
     fig = layer_mix_figure({"a": ([0.5, 0.5], 1.0)}, ["LSTM 1", "LSTM 2"],
-                           reference={"POS": {"LSTM 1": 97.0, "LSTM 2": 95.8}, "WSD": {"LSTM 1": 67.4,
-                                                                                       "LSTM 2": 69.0}},
-                           reference_label="accuracy (%)")
-    assert len(fig.axes) == 2
-    right = fig.axes[1]
-    assert sorted(p.get_height() for p in right.patches) == [67.4, 69.0, 95.8, 97.0]
-    assert right.get_ylabel() == "accuracy (%)"
+                           reference={"POS, accuracy": {"LSTM 1": 97.3, "LSTM 2": 96.8}, "WSD, F1": {"LSTM 1": 67.4,
+                                                                                               "LSTM 2": 69.0}})
+    assert len(fig.axes) == 3
+    pos, wsd = fig.axes[1], fig.axes[2]
+    assert list(pos.lines[0].get_ydata()) == [97.3, 96.8] and list(wsd.lines[0].get_ydata()) == [67.4, 69.0]
+    assert pos.get_ylabel() == "POS, accuracy" and wsd.get_ylabel() == "WSD, F1"
+    for ax, (low, high) in ((pos, (96.8, 97.3)), (wsd, (67.4, 69.0))):
+        bottom, top = ax.get_ylim()
+        assert bottom < low and top > high and top - bottom < 10        # each metric on its own scale
     assert fig.get_size_inches()[0] * 100 <= 1200  # reads at about 960 px
+    single = layer_mix_figure({"a": ([0.5, 0.5], 1.0)}, ["LSTM 1", "LSTM 2"],
+                              reference={"POS": {"LSTM 1": 97.3, "LSTM 2": 96.8}}, reference_label="accuracy (%)")
+    assert single.axes[1].get_ylabel() == "accuracy (%)"
+
+
+def test_contributions_are_drawn_on_the_bars():
+    fig = layer_mix_figure({"a": ([0.2, 0.8], 1.0)}, ["x", "y"], contributions={"a": [0.5, 0.5]})
+    markers = fig.axes[0].lines[0]
+    assert list(markers.get_ydata()) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="softmax weights"):
+        layer_mix_figure({"a": ([0.2, 0.8], 1.0)}, ["x", "y"], contributions={"a": [0.7, 0.7]})
 
 
 @pytest.mark.parametrize("mixes, names, match", [

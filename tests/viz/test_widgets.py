@@ -33,7 +33,7 @@ from course_lib.viz.explorer import MEAN_OF_HEADS, WIDGET_VIEW, AttentionExplore
 
 VERSION = tuple(int(part) for part in re.findall(r"\d+", ipywidgets.__version__)[:2])
 # The course_lib.viz modules that build ipywidgets, each tested below; a new one must be added here (and tested).
-WIDGET_MODULES = {"explorer", "segment_cache"}
+WIDGET_MODULES = {"explorer", "segment_cache", "token_neighbours"}
 
 
 def sent_png(image) -> bytes:
@@ -151,3 +151,25 @@ def test_segment_caching_explorer_constructs_and_reacts():
     explorer.step.click()  # "Next segment"
     assert explorer.segment.value == 4
     assert displayed(explorer)[WIDGET_VIEW] == own_view_spec(explorer.widget)
+
+
+def test_neighbour_explorer_constructs_and_reacts():
+    token_neighbours = pytest.importorskip("course_lib.viz.token_neighbours")
+    generator = torch.Generator().manual_seed(0)
+    layers = torch.randn(3, 6, 8, generator=generator)
+    layers[0, 4] = layers[0, 1]                              # the same word twice: identical in the token layer
+    tokens = ["a", "stick", "and", "a", "stick", "."]
+    explorer = token_neighbours.NeighbourExplorer(layers, tokens, ["token", "LSTM 1", "LSTM 2"],
+                                                  mix_weights=[0.2, 0.3, 0.5], word=1, top=3)
+    first, status = sent_png(explorer.image), explorer.status.get_state()["value"]
+    assert first.startswith(b"\x89PNG") and explorer.picture() == first
+    assert "token: &#x27;stick&#x27; (1.00)" in status       # the other "stick" is nearest in the token layer
+    explorer.word.value = 2                                  # picking another word
+    assert sent_png(explorer.image) != first and explorer.status.get_state()["value"] != status
+    shown = displayed(explorer)
+    assert shown[WIDGET_VIEW] == own_view_spec(explorer.widget)
+    assert "data:image/png;base64" in shown["text/html"] and "running kernel" in shown["text/html"]
+    nearest = token_neighbours.nearest_tokens(layers, 1, top=2, mix_weights=[0.2, 0.3, 0.5])
+    assert len(nearest) == 4 and nearest[0][0][0] == 4 and all(1 not in [i for i, _ in r] for r in nearest)
+    with pytest.raises(ValueError, match="layer names"):
+        token_neighbours.NeighbourExplorer(layers, tokens, ["token"])
