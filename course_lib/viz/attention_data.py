@@ -123,11 +123,25 @@ def encode_text(model: torch.nn.Module, tokenizer: Any, text: str, text_b: str |
     return tokens, one_example(output)
 
 
+BYTE_LEVEL_MARKS = {"Ġ": "␣", "Ċ": "↵"}  # GPT-2's byte-level BPE shows a space as Ġ and a newline as Ċ
+
+
+def readable_tokens(tokens: Sequence[str]) -> list[str]:
+    """Token labels for a picture: byte-level BPE's Ġ (a space) as ␣ and Ċ (a newline) as ↵, everywhere alike."""
+    readable = []
+    for token in tokens:
+        for mark, shown in BYTE_LEVEL_MARKS.items():
+            token = token.replace(mark, shown)
+        readable.append(token)
+    return readable
+
+
 def make_encoder(model: torch.nn.Module, tokenizer: Any) -> Encoder:
     """``encode(text, text_b=None) -> (tokens, attentions)`` bound to one model and tokenizer."""
 
     def encode(text: str, text_b: str | None = None):
-        """Tokens and per-layer ``[1, heads, query, key]`` attention of ``text`` (and ``text_b``)."""
-        return encode_text(model, tokenizer, text, text_b)
+        """Readable tokens and per-layer ``[1, heads, query, key]`` attention of ``text`` (and ``text_b``)."""
+        tokens, attentions = encode_text(model, tokenizer, text, text_b)
+        return readable_tokens(tokens), attentions
 
     return encode

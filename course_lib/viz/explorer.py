@@ -69,6 +69,8 @@ class AttentionExplorer:
         self.heatmap = widgets.Image(format="png")
         self.token_plot = widgets.Image(format="png")
         self.status = widgets.HTML(value="")
+        note = getattr(encode, "note", None)  # what the text must hold, e.g. Transformer-XL's two segments
+        self.note = widgets.HTML(value=f"<small>{html.escape(note)}</small>" if note else "")
         for name in ("layer", "head", "token", "heatmap", "token_plot", "encode_button", "text", "text_b"):
             getattr(self, name).add_class(f"course-explorer-{name.replace('_', '-')}")
 
@@ -76,6 +78,7 @@ class AttentionExplorer:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([*texts, self.encode_button]),
+                *([self.note] if note else []),
                 widgets.HBox([self.layer, self.head, self.token]),
                 widgets.HBox([self.heatmap, self.token_plot]),
                 self.status,

@@ -26,6 +26,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from course_lib.viz.attention_data import readable_tokens
 from course_lib.viz.plots import figure_png
 from course_lib.viz.view_pictures import fallback_html
 
@@ -177,8 +178,8 @@ def draw_keys(ax, geometry: CachingGeometry, segment: int, query: int, layer: in
     ax.set_xlabel("key (memory | segment)")
     ax.set_ylabel("query position")
     below = "the embeddings" if layer in (None, 1) else f"layer {layer - 1}"
-    ax.set_title(f"{'every layer' if layer is None else f'layer {layer}'}: keys from {below}\n"
-                 f"{memory} cached + {geometry.segment_len} new", fontsize=9)
+    ax.set_title(f"{'every layer' if layer is None else f'layer {layer}'}: keys from\n{below},\n"
+                 f"{memory} cached + {geometry.segment_len} new", fontsize=9)  # short lines: the panel is narrow
 
 
 def segment_caching_figure(geometry: CachingGeometry, segment: int, query: int | None = None,
@@ -291,7 +292,8 @@ def memory_attention_encoder(model, tokenizer, segment_len: int):
             square[:, :, :n_first, :n_first] = before
             square[:, :, n_first:, n_first + n_second - after.size(-1):] = after  # keys: [memory; segment 1]
             attentions.append(square.cpu())
-        tokens = [token.replace("Ġ", "␣").replace("Ċ", "↵") for token in encoding.tokens[:ids.size(1)]]
-        return tokens, tuple(attentions)
+        return readable_tokens(encoding.tokens[:ids.size(1)]), tuple(attentions)
 
+    encode.note = (f"Needs more than {segment_len} tokens: the first {segment_len} fill the memory, the next "
+                   f"{segment_len} attend over it.")  # shown under the explorer's text box
     return encode

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 
 from course_lib.viz.segment_cache import (  # noqa: E402
     CACHED,
@@ -161,3 +162,33 @@ def test_memory_attention_encoder_stacks_both_segments_into_one_square_per_layer
         encode("a b c")
     with pytest.raises(ValueError, match="mem_len=4 must be at least"):
         memory_attention_encoder(model, WordTokenizer(), segment_len=5)
+
+
+def test_every_title_fits_inside_the_figure():
+    """The right panel is narrow: its title (layer 1 reads the embeddings) must not run past the figure's edge."""
+    geometry = CachingGeometry(n_layers=3, segment_len=4, mem_len=4, n_segments=3)
+    for layer in (None, 1, 3):
+        figure = segment_caching_figure(geometry, segment=2, layer=layer)
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        edge = figure.bbox
+        for ax in figure.axes:
+            box = ax.title.get_window_extent(renderer)
+            assert edge.x0 <= box.x0 and box.x1 <= edge.x1, f"layer {layer}: title {ax.get_title()!r} is clipped"
+
+
+def test_explorer_says_how_many_tokens_the_memory_needs_and_labels_read_alike():
+    from course_lib.viz.attention_data import readable_tokens
+
+    assert readable_tokens(["Ġthe", "Ċ", "cat"]) == ["␣the", "↵", "cat"]
+    from course_lib.models.transformer_xl import TransformerXLConfig, TransformerXLLMHeadModel
+    from course_lib.viz.explorer import AttentionExplorer
+
+    torch.manual_seed(0)
+    model = TransformerXLLMHeadModel(TransformerXLConfig(vocab_size=40, n_layers=1, n_heads=2, dim=16, head_dim=8,
+                                                         hidden_dim=32, segment_len=4, mem_len=4))
+    encode = memory_attention_encoder(model, WordTokenizer(), segment_len=4)
+    explorer = AttentionExplorer(encode, text="a b c")  # too short: the error shows, and so does the note
+    assert "more than 4 tokens" in explorer.note.value and "more than 4 tokens" in explorer.status.value
+    assert explorer.note in explorer.widget.children
