@@ -68,27 +68,40 @@ def plot_weight_distances(distances: Mapping[str, Mapping[str, float]], title: s
                           ) -> Figure:
     """Grouped bars: for each run, the relative distance ||w - w0|| / ||w0|| of every layer group.
 
-    A run may leave a group out (e.g. L2-SP's snapshot holds only the body): it gets no bar there.
+    When the distances span more than two orders of magnitude the axis is symmetric-log (``symlog``): logarithmic
+    above the smallest distance that moved, linear below it, so that a group that did not move (a frozen one, 0)
+    keeps its place and is marked "0" instead of silently disappearing as it would on a log axis.
+    A run may leave a group out (it did not snapshot that group): it gets no bar there, marked "n/a".
     """
     if not distances:
         raise ValueError("no runs to draw")
     groups = list(dict.fromkeys(name for per_group in distances.values() for name in per_group))
-    fig = Figure(figsize=(max(6.0, 0.8 * len(groups) + 2), 3.4))
+    fig = Figure(figsize=(max(6.0, 0.8 * len(groups) + 2), 4.0))
     ax = fig.add_subplot()
     width = 0.8 / len(distances)
+    unmoved = []  # (x, "0" or "n/a", colour): bars a reader could not see
     for i, (run, per_group) in enumerate(distances.items()):
         xs = [g + (i - (len(distances) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, [per_group.get(name, math.nan) for name in groups], width=width, label=run)
+        heights = [per_group.get(name, math.nan) for name in groups]
+        bars = ax.bar(xs, heights, width=width, label=run)
+        colour = bars.patches[0].get_facecolor()
+        unmoved += [(x, "n/a" if math.isnan(h) else "0", colour) for x, h in zip(xs, heights) if not h > 0]
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("||w - w0|| / ||w0||")
     values = [v for d in distances.values() for v in d.values() if v > 0]
     if values and max(values) / min(values) > 100:
-        ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+        floor = 10 ** math.floor(math.log10(min(values)))  # linear below the smallest distance that moved
+        ax.set_yscale("symlog", linthresh=floor, linscale=0.5)
+        ax.set_ylim(0, 10 ** math.ceil(math.log10(max(values))))
+    for x, text, colour in unmoved:
+        ax.text(x, 0, text, ha="center", va="bottom", fontsize=8, color=colour, fontweight="bold",
+                rotation=90 if text == "n/a" else 0)
+    if any(text == "0" for _, text, _ in unmoved):
+        title += '  ("0": the group did not move, it was frozen)'
+    ax.legend(fontsize=8, ncol=min(len(distances), 3), loc="lower left", bbox_to_anchor=(0.0, 1.01), frameon=False)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
 
 
 def plot_epoch_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], ylabel: str = "loss",

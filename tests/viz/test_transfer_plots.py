@@ -101,3 +101,20 @@ def test_weight_distance_bars_leave_out_a_group_a_run_did_not_snapshot():
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert heights[:3] == [0.1, 0.5, 0.01] and math.isnan(heights[3])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["body", "head"]
+
+
+def test_weight_distance_bars_keep_a_frozen_group_visible_on_a_wide_range():
+    """A log axis silently drops a bar of 0 (a frozen group): symlog keeps its place and a "0" marks it."""
+    fig = plot_weight_distances({"all": {"body": 1e-4, "head": 0.5}, "top only": {"body": 0.0, "head": 0.3}})
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog"
+    assert ax.get_ylim()[0] == 0, "the axis starts at 0, so a bar of 0 has a place"
+    marks = [t for t in ax.texts if t.get_text() == "0"]
+    assert len(marks) == 1 and marks[0].get_position()[0] == ax.patches[2].get_x() + ax.patches[2].get_width() / 2
+    assert "did not move" in fig._suptitle.get_text()
+
+
+def test_weight_distance_bars_mark_a_group_a_run_did_not_snapshot():
+    fig = plot_weight_distances({"all": {"body": 0.1, "head": 0.5}, "body only": {"body": 0.01}})
+    assert [t.get_text() for t in fig.axes[0].texts] == ["n/a"]
+    assert fig.axes[0].get_yscale() == "linear"
