@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from check_helpers import TINY, expect, one_thread_feedback_mode, train  # noqa: F401  (the fixture)
 from course_lib.grading import Outcome, check
 from course_lib.grading.fine_tuning import budget
 from course_lib.grading.fine_tuning.tasks import get_task
@@ -21,33 +22,7 @@ from course_lib.text.batching import text_batches
 from course_lib.text.spam import load_spam
 from course_lib.training.loop import fit
 
-TINY = dict(task="tiny-spam-256", min_accuracy=0.95, min_f1=0.85, max_epochs=4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread_feedback_mode(monkeypatch):
-    """Feedback mode; one CPU thread (tiny models are slower on two threads of a busy machine)."""
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    check.reset()
-    yield
-    torch.set_num_threads(threads)
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
-
-
-def train(model, batches, epochs=4, lr=1e-2):
-    """The tiny task's reference: AdamW, 4 epochs."""
-    fit(model, batches, optimizer=torch.optim.AdamW(model.parameters(), lr=lr), epochs=epochs, progress=False)
-    return model
+pytestmark = pytest.mark.usefixtures("one_thread_feedback_mode")  # every test: feedback mode, one thread
 
 
 def test_reference_passes_within_the_budget():

@@ -14,39 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from check_helpers import TINY, expect, one_thread_feedback_mode, train  # noqa: F401  (the fixture)
 from course_lib.grading import Outcome, check
 from course_lib.grading.fine_tuning.lm_tasks import get_lm_task
 from course_lib.grading.fine_tuning.tasks import get_task
 from course_lib.text.batching import text_batches
 from course_lib.text.spam import load_spam
-from course_lib.training.loop import fit
 
-TINY = dict(task="tiny-spam-256", min_accuracy=0.95, min_f1=0.85, max_epochs=4)
 TINY_LM = dict(task="tiny-sms-lm", max_loss=7.6, max_epochs=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread_feedback_mode(monkeypatch):
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    check.reset()
-    yield
-    torch.set_num_threads(threads)
-
-
-def expect(result, outcome, message=None, hint=None):
-    assert result.outcome is outcome, str(result)
-    if message is not None:
-        assert message in str(result), str(result)
-    if hint is not None:
-        assert result.hint is not None and hint in result.hint, str(result)
-
-
-def train(model, batches, epochs=4, lr=1e-2):
-    fit(model, batches, optimizer=torch.optim.AdamW(model.parameters(), lr=lr), epochs=epochs, progress=False)
-    return model
+pytestmark = pytest.mark.usefixtures("one_thread_feedback_mode")  # every test: feedback mode, one thread
 
 
 def test_shadow_models_are_counted_and_their_test_split_training_is_seen():
