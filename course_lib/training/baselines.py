@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from course_lib.training.linear_head import fit_logistic_regression
+
 _WORD = re.compile(r"[a-z0-9£$€']+|[!?]")
 
 
@@ -53,20 +55,7 @@ class BagOfWordsClassifier:
         self.vocab = {w: i for i, w in enumerate(kept)}
         self.idf = torch.tensor([math.log((1 + len(texts)) / (1 + document_frequency[w])) + 1 for w in kept])
         x, y = self.features(texts), torch.tensor(labels, dtype=torch.float)
-        weight = torch.zeros(len(kept), requires_grad=True)
-        bias = torch.zeros((), requires_grad=True)
-        pos_weight = (y == 0).sum() / (y == 1).sum().clamp_min(1)  # balanced classes: spam is rare
-        optimizer = torch.optim.LBFGS([weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe")
-
-        def closure():
-            optimizer.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y, pos_weight=pos_weight)
-            loss = loss + self.l2 / 2 * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        self.weight, self.bias = weight.detach(), bias.detach()
+        self.weight, self.bias = fit_logistic_regression(x, y, self.l2, self.max_iter)
         return self
 
     def predict(self, texts: Sequence[str]) -> torch.Tensor:
