@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from check_helpers import expect
+from check_helpers import expect, one_thread_feedback_mode  # noqa: F401  (the fixture)
 from torch import nn
 
 import course_lib.grading.checks.nb05_gpt2  # noqa: F401  (registers sampling_filters, pre_ln_block, lm_fine_tuning)
@@ -18,15 +18,7 @@ from course_lib.grading.fine_tuning.lm_tasks import get_lm_task, message_stream
 from course_lib.text.spam import load_spam
 
 
-@pytest.fixture(autouse=True)
-def feedback_mode_one_thread(monkeypatch):
-    monkeypatch.delenv("COURSE_STRICT", raising=False)
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    check.reset()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_feedback_mode")  # every test: feedback mode, one thread
 
 
 # --- top-k and nucleus ----------------------------------------------------------------------------------------------
