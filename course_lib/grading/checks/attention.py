@@ -6,6 +6,11 @@ Shapes: query ``[..., queries, d_k]``, key ``[..., keys, d_k]``, value ``[..., k
 ``[..., queries, keys]``. Every call draws fresh shapes (queries != keys != d_v, so a transposed or swapped answer
 is told apart) and values; the reference is computed here with plain torch on the same draw; wrong answers are
 compared with the known mistakes to give a hint.
+
+No notebook's exercise sheet uses it (notebook 01 grades the causal variant, ``causal_attention``). It stays
+registered as the grading's worked example: the re-grade's fixture notebook, the release test's tiny notebook and the
+grading tests exercise the machinery through it, in fresh kernels and grader processes that load only the shipped
+registry; a way to register checks from outside ``course_lib`` in those processes would be a door into the grader.
 """
 
 from __future__ import annotations

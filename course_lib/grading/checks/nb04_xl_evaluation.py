@@ -5,17 +5,22 @@
   of the held-out plays drawn at every call, against ``course_lib``'s own segment-by-segment evaluation.
 
 Every call draws a fresh stretch (``seed=None``); a wrong answer is compared with the known mistakes to name the one
-it matches.
+it matches. The loop must be the student's: the model handed over has its ``forward_in_segments`` switched off, and
+while the student's function runs a hook on every module's forward looks up the call stack for course_lib's own
+segment-by-segment readers (``TransformerXLLMHeadModel.forward_in_segments``, reached through the parent class or on
+any other model, and this check's ``_reference_losses``): calling one fails, naming it.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from functools import lru_cache
 
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
 
 from course_lib.grading.runtime.compare import describe_difference, is_close
 from course_lib.grading.runtime.errors import CheckFailure
@@ -75,6 +80,37 @@ def _reference_losses(model, ids: torch.Tensor, segment_len: int, memory: bool =
     return torch.cat(losses)
 
 
+class _ShortcutWatch:
+    """While the student's function runs: a hook on every module's forward that looks up the call stack for one of
+    course_lib's own segment-by-segment readers; the first one found is kept in ``found``."""
+
+    def __init__(self) -> None:
+        from course_lib.models.transformer_xl import TransformerXLLMHeadModel
+
+        self.readers = {TransformerXLLMHeadModel.forward_in_segments.__code__:
+                        "`TransformerXLLMHeadModel.forward_in_segments` (course_lib's own loop over the segments)",
+                        getattr(_reference_losses, "__wrapped__", _reference_losses).__code__:
+                        "the check's own `_reference_losses` (the answer it compares with)"}
+        self.found: str | None = None
+        self._handle = None
+
+    def _look(self, module, args) -> None:
+        frame = sys._getframe(1) if self.found is None else None
+        while frame is not None and self.found is None:
+            self.found = self.readers.get(frame.f_code)
+            frame = frame.f_back
+
+    def __enter__(self) -> _ShortcutWatch:
+        self._handle = register_module_forward_pre_hook(self._look)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        hooks = self._handle.hooks_dict_ref()
+        if self.found is None and (hooks is None or self._handle.id not in hooks):
+            self.found = "code that removed the check's hook on every module's forward (it looks for these calls)"
+        self._handle.remove()
+
+
 def _draw_stretch(draw: random.Random) -> tuple[torch.Tensor, int]:
     """A stretch of the held-out plays (not a whole number of segments) and a segment length."""
     ids = _held_out_ids()
@@ -97,12 +133,17 @@ def xl_evaluation(fn: Callable, *, seed: int | None = None) -> str:
     reference_seconds = time.perf_counter() - start
     handed = _exercise_model(train=True)  # as a model comes out of training: dropout on
     started = time.perf_counter()
-    answer = call_student(fn, AsIs(handed), ids, segment_len, error_hints=[
-        (r"switched off", "call the model on one segment at a time, `model(segment, mems=mems)`, and carry "
-                          "`output.mems` to the next segment."),
-        (r"(?i)(size|shape|dimension)", "the model takes [batch, tokens] ids (`ids[None, start:end]`); the labels of a "
-                                    "segment are the ids one position later.")])
+    with _ShortcutWatch() as watch:
+        answer = call_student(fn, AsIs(handed), ids, segment_len, error_hints=[
+            (r"switched off", "call the model on one segment at a time, `model(segment, mems=mems)`, and carry "
+                              "`output.mems` to the next segment."),
+            (r"(?i)(size|shape|dimension)", "the model takes [batch, tokens] ids (`ids[None, start:end]`); the labels "
+                                            "of a segment are the ids one position later.")])
     seconds = time.perf_counter() - started
+    if watch.found is not None:
+        raise CheckFailure(f"your function called {watch.found}: this exercise grades the loop you write.",
+                           hint="call the model on one segment at a time, `output = model(ids[None, s:e], mems=mems)`, "
+                                "carry `mems = output.mems`, and compute the losses yourself.")
     where = (f"{len(ids)} held-out tokens ({len(ids) - 1} predictions), segment_len={segment_len}, "
              f"mem_len={handed.config.mem_len}")
     if type(answer) in (int, float) or (type(answer) is torch.Tensor and answer.dim() == 0):

@@ -108,6 +108,8 @@ def grade_fine_tuning(export: Path, exercise: Exercise, seed: int, timeout: floa
     scored = score_weights(weights, exercise, heldout, timeout, workdir)
     lines.append(f"Scored in a fresh process that loaded only the weights: {scored['message']}.")
     final = {**record, "details": [*record.get("details", []), *lines]}
+    if over or not scored["passed"]:  # what the count in the training process said, next to the verdict
+        final["details"].append(f"The check in the training process: {record['outcome']}: {record['message']}")
     if over:
         final.update(outcome="failed", score=0.0, message="over the budget measured by the operating system: the "
                      "training process used more CPU than the allowed epochs need (see below).",

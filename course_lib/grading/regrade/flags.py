@@ -9,9 +9,12 @@ for a human, not a verdict, and obfuscated code (``getattr(__import__("c" + "typ
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import nbformat
 
+from course_lib.grading.regrade.answers import library_answer_flags
 from course_lib.grading.regrade.sheet import parse_cell
 from course_lib.grading.runtime import registry
 
@@ -38,25 +41,34 @@ _SUSPICIOUS_NAMES = {
 # Inside an exercise function (code the grader runs): reading the graded split, or weights from another model.
 _TEST_SPLIT = {"heldout_ids": "reads the held-out text the check scores on",
                "test_set": "reads the test split the check scores on", "test_batches": "reads the test split",
-               "test_labels": "reads the test labels"}
+               "test_labels": "reads the test labels",
+               "_heldout_ids": "reaches the grader's cached held-out text", "_other_ids": "reaches the grader's cache",
+               "_test_only_runs": "reaches the grader's leak detector"}
+# Methods of the handed model that a grader may call: replacing one inside an exercise puts code where the grader runs.
+_MODEL_METHODS = {"state_dict", "_save_to_state_dict", "load_state_dict", "forward", "parameters", "named_parameters",
+                  "modules", "named_modules", "eval", "train", "__class__", "__call__"}
 _SUSPICIOUS_CALLS = {"exec", "eval", "compile", "__import__", "setattr", "delattr"}
 _WATCHED_MODULES = {"torch", "math", "numpy", "builtins", "course_lib", "operator", "functools", "sys", "cmath",
                     "random", "inspect"}
 
 
-def suspicious_lines(notebook: nbformat.NotebookNode, limit: int = 8, exercises: frozenset[str] = frozenset()
-                     ) -> list[str]:
+def suspicious_lines(notebook: nbformat.NotebookNode, limit: int = 8, exercises: frozenset[str] = frozenset(),
+                     checks: Mapping[str, str] = MappingProxyType({})) -> list[str]:
     """Up to ``limit`` one-line flags such as ``cell 12: assigns torch.allclose``, in notebook order.
 
     ``exercises``: the exercise functions' names; in their bodies (code the grader runs) ``load_spam("test")``, the
     tasks' test and held-out data and ``load_state_dict`` (weights copied from another model) are flagged too.
+    ``checks``: exercise function -> its check; a call of the library function that implements the exercise is
+    flagged (the course's rule, :mod:`answers`).
     """
     trees = [(index, parse_cell(cell.source)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     trees = [(index, tree) for index, tree in trees if tree is not None]
     watched = {"check"} | _WATCHED_MODULES | set().union(*(_module_aliases(tree) for _, tree in trees))
+    answers = library_answer_flags(trees, checks)
     flags: list[str] = []
     for index, tree in trees:
-        for reason in _cell_flags(tree, watched) + _exercise_flags(tree, exercises):
+        own = [reason for cell, reason in answers if cell == index]
+        for reason in _cell_flags(tree, watched) + _exercise_flags(tree, exercises | frozenset(checks)) + own:
             flag = f"cell {index}: {reason}"
             if flag not in flags:
                 flags.append(flag)
@@ -91,10 +103,21 @@ def _exercise_flags(tree: ast.Module, exercises: frozenset[str]) -> list[str]:
                     for arg in [*node.args, *(keyword.value for keyword in node.keywords)]):
                 found.append((node.lineno, f"`{function.name}` calls {ast.unparse(node)} (reads the test split the "
                                            "check scores on)"))
+            elif replaced := _replaced_method(node):
+                found.append((node.lineno, f"`{function.name}` replaces {replaced} (a method of the model that the "
+                                           "grader may call)"))
             elif isinstance(node, ast.Call) and _called(node) == "load_state_dict":
                 found.append((node.lineno, f"`{function.name}` calls {ast.unparse(node.func)}(...) (copies weights "
                                            "from another model into the graded one)"))
     return [reason for _, reason in sorted(found, key=lambda item: item[0])]
+
+
+def _replaced_method(node: ast.AST) -> str | None:
+    """``model.state_dict`` for ``model.state_dict = ...`` (a method of the model assigned over); else None."""
+    if not isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        return None
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return next((ast.unparse(t) for t in targets if isinstance(t, ast.Attribute) and t.attr in _MODEL_METHODS), None)
 
 
 def _called(call: ast.Call) -> str | None:

@@ -107,7 +107,8 @@ def regrade_one(path: Path, student: str, notebook: str, sheet: list[Exercise], 
                             seconds=run.seconds)
     if run.notebook is not None:
         submission.flags = suspicious_lines(nbformat.read(path, as_version=4),
-                                            exercises=frozenset(name for e in sheet for name in e.functions))
+                                            exercises=frozenset(name for e in sheet for name in e.functions),
+                                            checks={name: e.check for e in sheet for name in e.functions})
         if options.executed:
             target = options.executed / student / path.name
             target.parent.mkdir(parents=True, exist_ok=True)

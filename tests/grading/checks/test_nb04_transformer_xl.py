@@ -221,6 +221,73 @@ def test_evaluation_shortcut_is_switched_off_and_inputs_are_protected():
     expect(check.xl_evaluation(mutates), Outcome.FAILED, "changed its input `ids`")
 
 
+def _losses_from_logits(logits, ids):
+    return F.cross_entropy(logits[0], ids[1:], reduction="none")
+
+
+def _through_the_parent_class(model, ids, segment_len):
+    model.eval()
+    with torch.no_grad():
+        logits = type(model).__mro__[1].forward_in_segments(model, ids[None, :-1], segment_len=segment_len).logits
+    return _losses_from_logits(logits, ids)
+
+
+def _through_the_class(model, ids, segment_len):
+    from course_lib.models.transformer_xl import TransformerXLLMHeadModel
+
+    model.eval()
+    with torch.no_grad():
+        logits = TransformerXLLMHeadModel.forward_in_segments(model, ids[None, :-1], segment_len=segment_len).logits
+    return _losses_from_logits(logits, ids)
+
+
+def _on_a_plain_copy(model, ids, segment_len):
+    from course_lib.models.transformer_xl import TransformerXLLMHeadModel
+
+    copy = TransformerXLLMHeadModel(model.config)
+    copy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        logits = copy.eval().forward_in_segments(ids[None, :-1], segment_len=segment_len).logits
+    return _losses_from_logits(logits, ids)
+
+
+def _the_checks_reference(model, ids, segment_len):
+    from course_lib.grading.checks.nb04_xl_evaluation import _reference_losses
+
+    return _reference_losses(model.eval(), ids, segment_len)
+
+
+def _hides_from_the_check(model, ids, segment_len):
+    torch.nn.modules.module._global_forward_pre_hooks.clear()
+    return _on_a_plain_copy(model, ids, segment_len)
+
+
+@pytest.mark.parametrize("shortcut, named", [
+    (_through_the_parent_class, "`TransformerXLLMHeadModel.forward_in_segments`"),
+    (_through_the_class, "`TransformerXLLMHeadModel.forward_in_segments`"),
+    (_on_a_plain_copy, "`TransformerXLLMHeadModel.forward_in_segments`"),
+    (_the_checks_reference, "the check's own `_reference_losses`"),
+    (_hides_from_the_check, "code that removed the check's hook"),
+])
+def test_evaluation_calls_into_the_library_loop_fail_naming_it(shortcut, named):
+    expect(check.xl_evaluation(shortcut), Outcome.FAILED, f"your function called {named}", "mems = output.mems")
+
+
+def test_evaluation_a_hand_written_loop_through_the_body_and_head_passes():
+    def by_parts(model, ids, segment_len):  # the layers by hand: a loop of the student's own
+        model.eval()
+        losses, mems = [], None
+        with torch.no_grad():
+            for start in range(0, len(ids) - 1, segment_len):
+                out = model.transformer(ids[None, start:min(start + segment_len, len(ids) - 1)], mems=mems)
+                mems = out.mems
+                logits = model.lm_head(out.hidden_states[-1])
+                losses.append(F.cross_entropy(logits[0], ids[start + 1:start + 1 + logits.shape[1]], reduction="none"))
+        return torch.cat(losses)
+
+    expect(check.xl_evaluation(by_parts), Outcome.PASSED, "equal course_lib's evaluation with memory")
+
+
 def test_evaluation_draws_fresh_held_out_text():
     seen = []
 

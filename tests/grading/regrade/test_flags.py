@@ -37,3 +37,47 @@ def test_the_notebooks_own_evaluation_outside_the_exercises_is_not_flagged():
     narrative = ("test = load_spam('test')\nclassifier.load_state_dict(body.state_dict())\n"
                  "def fine_tune(model, batches):\n    return model")
     assert suspicious_lines(_notebook(narrative), exercises=frozenset({"fine_tune"})) == []
+
+
+def test_an_exercise_calling_the_library_function_that_implements_it_is_flagged():
+    imports = "from course_lib.blocks.attention import scaled_dot_product_attention\nimport torch.nn.functional as F"
+    wrapped = ("def causal_attention(query, key, value, attention_mask=None):\n"
+               "    return scaled_dot_product_attention(query, key, value, is_causal=True)")
+    helper = "def helper(q, k, v):\n    return F.scaled_dot_product_attention(q, k, v, is_causal=True)"
+    through = "def causal_attention(query, key, value, attention_mask=None):\n    return helper(query, key, value)"
+    segments = ("def evaluate_with_memory(model, ids, segment_len):\n"
+                "    return type(model).__mro__[1].forward_in_segments(model, ids[None], segment_len=segment_len)")
+    checks = {"causal_attention": "causal_attention", "evaluate_with_memory": "xl_evaluation"}
+    flags = suspicious_lines(_notebook(imports, wrapped), checks=checks)
+    assert flags == ["cell 1: `causal_attention` calls scaled_dot_product_attention: the library's answer to "
+                     "`causal_attention` (course rule: an exercise may not call the function that implements it)"]
+    flags = suspicious_lines(_notebook(imports, helper, through, segments), checks=checks)
+    assert any(flag.startswith("cell 2: `causal_attention` calls F.scaled_dot_product_attention through `helper`")
+               for flag in flags), flags
+    assert any(flag.startswith("cell 3: `evaluate_with_memory` calls type(model).__mro__[1].forward_in_segments")
+               for flag in flags), flags
+
+
+def test_library_use_the_rule_allows_is_not_flagged():
+    own = ("from course_lib.blocks.masks import causal_mask\n"
+           "def causal_attention(query, key, value, attention_mask=None):\n"
+           "    hidden = ~causal_mask(query.shape[-2]).bool()\n"
+           "    scores = (query @ key.transpose(-2, -1)).masked_fill(hidden, float('-inf'))\n"
+           "    return scores.softmax(-1) @ value, scores.softmax(-1)")
+    fit = ("from course_lib.training.loop import fit\ndef fine_tune(model, batches):\n"
+           "    fit(model, batches, optimizer=None)\n    return model")
+    narrative = ("from course_lib.blocks.attention import scaled_dot_product_attention\n"
+                 "out = scaled_dot_product_attention(q, k, v)")
+    checks = {"causal_attention": "causal_attention", "fine_tune": "fine_tuning"}
+    assert suspicious_lines(_notebook(narrative, own, fit), checks=checks) == []
+
+
+def test_a_replaced_model_method_and_the_graders_caches_inside_an_exercise_are_flagged():
+    override = "def fine_tune(model, batches):\n    model.state_dict = lambda *a, **k: {}\n    return model"
+    cache = ("def fine_tune_lm(model, batches):\n    lm_tasks._heldout_ids(get_lm_task('tiny-sms-lm')).fill_(0)\n"
+             "    return model")
+    flags = suspicious_lines(_notebook(override, cache), exercises=frozenset({"fine_tune", "fine_tune_lm"}))
+    assert any(flag.startswith("cell 0:") and "replaces model.state_dict" in flag for flag in flags), flags
+    assert any(flag.startswith("cell 1:") and "_heldout_ids" in flag for flag in flags), flags
+    assert suspicious_lines(_notebook("def fine_tune(model, batches):\n    model.head = None\n    return model"),
+                            exercises=frozenset({"fine_tune"})) == []
