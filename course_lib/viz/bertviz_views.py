@@ -33,6 +33,8 @@ from course_lib.viz.view_pictures import (
     model_view_figure,
 )
 
+HEAD_VIEW_DPI = 130  # the head view's static picture: 4.6 in wide -> about 600 px
+
 # The same copy of require.js that bertviz itself asks for.
 REQUIREJS_URL = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"
 
@@ -101,10 +103,11 @@ def wrap_with_require_loader(script: str, root_id: str, require_url: str = REQUI
     return f'<script type="text/javascript">\n{body}\n</script>'
 
 
-def with_fallback(view: str, script: str, root_id: str, picture: Figure, hint: str = BERTVIZ_HINT) -> str:
+def with_fallback(view: str, script: str, root_id: str, picture: Figure, hint: str = BERTVIZ_HINT,
+                  dpi: int = 80) -> str:
     """One output: the static picture + hint, the view's HTML (hidden until drawn), its script behind the loader."""
     alt = "static picture of the bertviz view's first state"
-    return (fallback_html(compact_png(picture), f"fallback-{root_id}", hint, alt)
+    return (fallback_html(compact_png(picture, dpi=dpi), f"fallback-{root_id}", hint, alt)
             + f'<div id="live-{root_id}" style="display:none">{view}</div>'
             + wrap_with_require_loader(script, root_id))
 
@@ -182,7 +185,9 @@ def head_view_html(
     div, script = _split_bertviz_html(page)
     first_layer = layer if layer is not None else (layers or [0])[0]
     picture = head_view_figure(attentions[first_layer][0], tokens, tokens, heads or range(n_heads), first_layer)
-    return with_fallback(div, _compact_params(script), _root_id(div), picture)
+    # The head view's picture is narrow (one layer, two token columns): drawn at HEAD_VIEW_DPI it reads at about the
+    # size bertviz draws it (~600 px wide), where 80 dpi gave ~370 px of faint lines.
+    return with_fallback(div, _compact_params(script), _root_id(div), picture, dpi=HEAD_VIEW_DPI)
 
 
 def model_view_html(

@@ -1,10 +1,9 @@
-"""Checks for notebook 05 (GPT-2): top-k and nucleus filtering, the pre-LN block, and LM fine-tuning within a budget.
+"""Checks for notebook 05 (GPT-2): top-k and nucleus filtering, the pre-LN stack, and LM fine-tuning within a budget.
 
 - ``sampling_filters``: ``top_k(logits, k)`` and ``nucleus(logits, p)`` return the *renormalised* distribution
   ``[batch, vocab]`` that sampling draws from: the k most likely tokens (Fan et al. 2018), or the smallest set of
   most likely tokens whose probabilities add up to at least p (Holtzman et al. 2020), 0 elsewhere.
-- ``pre_ln_block``: ``fn(x, ln_1, attn, ln_2, feed_forward)`` is one GPT-2 block, ``x + attn(ln_1(x))`` then
-  ``x + feed_forward(ln_2(x))``, with the causal mask (Radford et al. 2019, Sec. 2.3).
+- ``pre_ln_stack``: the pre-LN stack, the final LayerNorm and the scaled init; in ``nb05_pre_ln_stack``.
 - ``lm_fine_tuning``: the final exercise; see ``course_lib.grading.fine_tuning.lm_check``.
 
 The first two draw fresh shapes and values at every call (``seed=None``) and name the known mistake a wrong answer
@@ -18,12 +17,11 @@ from collections.abc import Callable
 
 import torch
 
-from course_lib.blocks.transformer_block import TransformerBlock
 from course_lib.grading.runtime.compare import describe_difference, is_close
 from course_lib.grading.runtime.errors import CheckFailure
 from course_lib.grading.runtime.inputs import expect_exact_tensor
 from course_lib.grading.runtime.registry import register
-from course_lib.grading.runtime.runner import call_student, run_student
+from course_lib.grading.runtime.runner import call_student
 from course_lib.models.generation import top_k_filter, top_p_filter
 
 # --- top-k and nucleus filtering ------------------------------------------------------------------------------------
@@ -159,92 +157,7 @@ def sampling_filters(top_k: Callable, nucleus: Callable, *, seed: int | None = N
            "dominant token."
 
 
-# --- the pre-LN block -----------------------------------------------------------------------------------------------
-
-
-def _block_variant(block: TransformerBlock, x: torch.Tensor, mistake: str = "") -> torch.Tensor:
-    """One GPT-2 block computed from its parts, or one known mistake of it."""
-    ln_1, attn, ln_2, ff = block.ln_1, block.attn, block.ln_2, block.feed_forward
-    causal = mistake != "no causal mask"
-    if mistake == "post-LN":
-        x = ln_1(x + attn(x, is_causal=True)[0])
-        return ln_2(x + ff(x))
-    if mistake == "LayerNorm on the residual stream":
-        x = ln_1(x)
-        x = x + attn(x, is_causal=True)[0]
-        x = ln_2(x)
-        return x + ff(x)
-    if mistake == "feed-forward reads the block input":
-        return x + attn(ln_1(x), is_causal=True)[0] + ff(ln_2(x))
-    attended = attn(ln_1(x), is_causal=causal)[0]
-    h = attended if mistake == "no residual around attention" else x + attended
-    second = ln_1 if mistake == "ln_1 used twice" else ln_2
-    out = ff(second(h))
-    return out if mistake == "no residual around the feed-forward" else h + out
-
-
-_BLOCK_MISTAKES = [
-    ("post-LN", "that is GPT-1's post-LN block (LayerNorm after each residual sum); GPT-2 normalises each "
-                "sub-block's INPUT: x = x + attn(ln_1(x)), then x = x + feed_forward(ln_2(x))."),
-    ("LayerNorm on the residual stream", "normalise only what enters the sub-block; the residual path carries x "
-                                         "itself: x + attn(ln_1(x)), not ln_1(x) + attn(ln_1(x))."),
-    ("no causal mask", "GPT-2 is a left-to-right LM: call attn(h, is_causal=True)."),
-    ("ln_1 used twice", "the feed-forward sub-block has its own LayerNorm: ln_2."),
-    ("feed-forward reads the block input", "the feed-forward reads the output of the attention step "
-                                           "(x after its first residual sum), not the block's input."),
-    ("no residual around attention", "add the attention output to x (the residual connection)."),
-    ("no residual around the feed-forward", "add the feed-forward output to x (the residual connection)."),
-]
-
-
-def _draw_block(draw: random.Random, generator: torch.Generator) -> tuple[TransformerBlock, torch.Tensor]:
-    """A random pre-LN block (random LayerNorm weights too, so nothing matches by accident) and ``x``."""
-    heads = draw.choice([1, 2, 4])
-    dim = heads * draw.choice([2, 4, 6])
-    block = TransformerBlock(dim, heads, draw.choice([2, 3, 4]) * dim, approximate_gelu=True, pre_norm=True).eval()
-    with torch.no_grad():
-        for parameter in block.parameters():
-            parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
-        block.ln_1.weight.add_(1.0)
-        block.ln_2.weight.add_(1.0)
-    x = 3.0 * torch.randn(draw.randint(1, 3), draw.randint(3, 7), dim, generator=generator) + 1.0
-    return block, x
-
-
-@register("pre_ln_block", title="GPT-2's pre-LN block")
-def pre_ln_block(fn: Callable, *, seed: int | None = None) -> str:
-    """Grade ``fn(x, ln_1, attn, ln_2, feed_forward) -> x`` against ``TransformerBlock(pre_norm=True)``."""
-    draw = random.Random(seed)
-    generator = torch.Generator().manual_seed(draw.randrange(2**31))
-    for case in range(2):
-        block, x = _draw_block(draw, generator)
-        parts = (block.ln_1, block.attn, block.ln_2, block.feed_forward)
-        with torch.no_grad():
-            expected = block(x, is_causal=True)[0]
-        handed = run_student(fn, x, *parts, error_hints=[
-            (r"tuple", "attn(...) returns a pair (output, weights): take its first item, attn(h, is_causal=True)[0]."),
-            (r"(size|shape)", "every step keeps x's shape [batch, tokens, dim].")])
-        for name, before, after in zip(("ln_1", "attn", "ln_2", "feed_forward"), parts, handed.args[1:]):
-            for (key, value), new in zip(before.state_dict().items(), after.state_dict().values()):
-                if not torch.equal(value, new):
-                    raise CheckFailure(f"your function changed the weights of `{name}` ({key}).",
-                                       hint="only call the sub-blocks; do not change their weights.")
-        call = f"x of shape {list(x.shape)}"
-        got = expect_exact_tensor(handed.answer, "your answer", hint="return the new x, one tensor.")
-        if tuple(got.shape) != tuple(x.shape) or got.dtype != x.dtype:
-            raise CheckFailure(f"(case {case + 1}) expected a {x.dtype} tensor of x's shape {list(x.shape)}, got "
-                               f"{got.dtype} of shape {list(got.shape)}.",
-                               hint="every step keeps x's shape; return x after both residual sums.")
-        got = got.detach()
-        if is_close(got, expected):
-            continue
-        with torch.no_grad():
-            for name, hint in _BLOCK_MISTAKES:
-                if is_close(got, _block_variant(block, x, name)):
-                    raise CheckFailure(f"(case {case + 1}) this looks like '{name}'.", details=[call], hint=hint)
-        raise CheckFailure(f"(case {case + 1}) wrong output.", details=describe_difference(got, expected, "x"),
-                           hint="h = x + attn(ln_1(x), is_causal=True)[0]; return h + feed_forward(ln_2(h)).")
-    return "x + attn(ln_1(x)) then x + feed_forward(ln_2(x)), causal, equal to course_lib's pre-LN block."
-
-
 # --- the final exercise: LM fine-tuning within a budget (its own module, imported for registration) ----------------
+
+# --- the pre-LN stack (its own module, imported here for registration) --------------------------------------------
+from course_lib.grading.checks import nb05_pre_ln_stack  # noqa: E402, F401  (registers pre_ln_stack)

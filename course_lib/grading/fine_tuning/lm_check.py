@@ -178,8 +178,8 @@ def _grade(fn: Callable, spec: LMFineTuning, max_loss: float, max_epochs: float,
         hint = ("the model saw no training token: did your function train it (a forward pass, backward, step)?"
                 if counter.tokens == 0 else
                 "the loss went up: lower the learning rate." if loss > before else
-                "tune the learning rate (pretrained weights usually want a smaller one than training from scratch) "
-                "or use more of the budget.")
+                "tune the learning rate (with a budget of a few dozen steps, a rate too small moves the pretrained "
+                "weights too little: try a larger one before a smaller one) or use more of the budget.")
         raise CheckFailure("held-out loss above the threshold.", details=report, hint=hint)
     return (f"held-out {loss:.4f} nats/token (perplexity {_perplexity(loss)}; before fine-tuning {before:.4f}), "
             f"{counter.tokens / spec.train_tokens:.2f} epochs of {spec.train_tokens:,} tokens (budget {max_epochs:g}).")

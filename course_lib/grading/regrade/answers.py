@@ -34,7 +34,7 @@ ANSWERS: dict[str, frozenset[str]] = {
     "memory_update": frozenset({"update_memory"}),
     "xl_evaluation": frozenset({"forward_in_segments"}),
     "sampling_filters": frozenset({"top_k_filter", "top_p_filter"}),
-    "pre_ln_block": frozenset({"TransformerBlock"}),
+    "pre_ln_stack": frozenset({"TransformerBlock"}),
 }
 
 

@@ -1,10 +1,12 @@
-"""Notebook 05's checks: top-k / nucleus filtering and the pre-LN block pass their references, name each known
+"""Notebook 05's checks: top-k / nucleus filtering and the pre-LN stack (with the scaled init) pass their references, name each known
 mistake, draw fresh inputs at every call, refuse answers of the wrong kind and changed inputs; the LM fine-tuning
 check owns its model, text and held-out split, counts tokens, and refuses leaks, empty training and other models."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import math
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from check_helpers import expect, one_thread_feedback_mode  # noqa: F401  (the fixture)
 from torch import nn
 
-import course_lib.grading.checks.nb05_gpt2  # noqa: F401  (registers sampling_filters, pre_ln_block, lm_fine_tuning)
+import course_lib.grading.checks.nb05_gpt2  # noqa: F401  (registers sampling_filters, pre_ln_stack, lm_fine_tuning)
 from course_lib.grading import Outcome, check
 from course_lib.grading.fine_tuning.lm_tasks import get_lm_task, message_stream
 from course_lib.text.spam import load_spam
@@ -198,14 +200,47 @@ def block(x, ln_1, attn, ln_2, feed_forward, *, mistake=None):
     return out if mistake == "no second residual" else h + out
 
 
-def test_pre_ln_reference_passes():
-    expect(check.pre_ln_block(block), Outcome.PASSED, "equal to course_lib's pre-LN block")
+def stack(x, blocks, ln_f, *, mistake=None, final=True):
+    """A student's pre-LN stack from the blocks' parts, with switches for the known mistakes."""
+    for each in blocks:
+        x = block(x, each.ln_1, each.attn, each.ln_2, each.feed_forward, mistake=mistake)
+        if final == "every block":
+            x = ln_f(x)
+    return ln_f(x) if final is True else x
 
-    def with_explicit_mask(x, ln_1, attn, ln_2, feed_forward):
-        h = x + attn(ln_1(x), None, True)[0]
-        return h + feed_forward(ln_2(h))
 
-    expect(check.pre_ln_block(with_explicit_mask, seed=3), Outcome.PASSED)
+def init(blocks, std=0.02, *, factor=None, multiply=False, only_attention=False, query_too=False, same=False):
+    """A student's scaled init (nanoGPT's), with switches for the known mistakes."""
+    scaled = std / math.sqrt(2 * len(blocks)) if factor is None else factor(std, len(blocks))
+    with torch.no_grad():
+        first = None
+        for each in blocks:
+            linears = [each.attn.output] + ([] if only_attention else [each.feed_forward.project])
+            linears += [each.attn.query] if query_too else []
+            for linear in linears:
+                if multiply:
+                    linear.weight.mul_(scaled / std)
+                elif same and first is not None and linear is each.attn.output:
+                    linear.weight.copy_(first)
+                else:
+                    linear.weight.normal_(0.0, scaled)
+            first = each.attn.output.weight.clone() if first is None else first
+
+
+def test_pre_ln_stack_reference_passes():
+    expect(check.pre_ln_stack(stack, init), Outcome.PASSED, "equal to course_lib's GPT-2 stack")
+
+    def with_explicit_mask(x, blocks, ln_f):
+        for each in blocks:
+            h = x + each.attn(each.ln_1(x), None, True)[0]
+            x = h + each.feed_forward(each.ln_2(h))
+        return ln_f(x)
+
+    def init_returning(blocks, std):
+        init(blocks, std)
+        return blocks
+
+    expect(check.pre_ln_stack(with_explicit_mask, init_returning, seed=3), Outcome.PASSED)
 
 
 @pytest.mark.parametrize("mistake, message, hint", [
@@ -217,50 +252,94 @@ def test_pre_ln_reference_passes():
     ("no first residual", "'no residual around attention'", "residual"),
     ("no second residual", "'no residual around the feed-forward'", "residual"),
 ])
-def test_pre_ln_mistakes_are_named(mistake, message, hint):
-    student = lambda *args: block(*args, mistake=mistake)  # noqa: E731
-    expect(check.pre_ln_block(student), Outcome.FAILED, message, hint)
+def test_pre_ln_stack_block_mistakes_are_named(mistake, message, hint):
+    student = lambda x, blocks, ln_f: stack(x, blocks, ln_f, mistake=mistake)  # noqa: E731
+    expect(check.pre_ln_stack(student, init), Outcome.FAILED, message, hint)
 
 
-def test_pre_ln_refuses_changed_weights_and_inputs_wrong_kinds_and_survives_bad_code():
-    def changes_weights(x, ln_1, attn, ln_2, feed_forward):
+def test_pre_ln_stack_mistakes_are_named():
+    expect(check.pre_ln_stack(lambda x, blocks, ln_f: stack(x, blocks, ln_f, final=False), init), Outcome.FAILED,
+           "'no final LayerNorm'", "ln_f(x)")
+    expect(check.pre_ln_stack(lambda x, blocks, ln_f: stack(x, blocks, ln_f, final="every block"), init),
+           Outcome.FAILED, "'final LayerNorm after every block'", "LAST block")
+    expect(check.pre_ln_stack(lambda x, blocks, ln_f: stack(x, blocks[-1:], ln_f), init), Outcome.FAILED,
+           "'only the last block'", "every block")
+    expect(check.pre_ln_stack(lambda x, blocks, ln_f: stack(x, blocks[:1], ln_f), init), Outcome.FAILED,
+           "'only the first block'", "every block")
+    expect(check.pre_ln_stack(lambda x, blocks, ln_f: [b(x) for b in blocks], init), Outcome.ERROR,
+           "not callable", "its parts only")
+
+
+@pytest.mark.parametrize("student, message, hint", [
+    (functools.partial(init, factor=lambda std, n: std), "'no scaling'", "sqrt(N)"),
+    (functools.partial(init, factor=lambda std, n: std / math.sqrt(n)), "'1/sqrt(L)'", "N = 2 L"),
+    (functools.partial(init, factor=lambda std, n: std / (2 * n)), "'1/N'", "square root"),
+    (functools.partial(init, factor=lambda std, n: 0.02 / math.sqrt(2 * n)), "expected std", "mean 0"),  # hard-coded
+    (functools.partial(init, multiply=True), "multiplied by the factor", "normal_"),
+    (functools.partial(init, only_attention=True), "feed_forward.project.weight` is unchanged", "every block"),
+    (functools.partial(init, query_too=True), "changed `0.attn.query.weight`", "only the two residual"),
+    (functools.partial(init, same=True), "very same", "separately"),
+    (lambda blocks, std: [b.attn.output.weight.detach().normal_(0, std) for b in blocks], "returned a list",
+     "in place"),
+])
+def test_scaled_init_mistakes_are_named(student, message, hint):
+    expect(check.pre_ln_stack(stack, student, seed=1), Outcome.FAILED, message, hint)
+
+
+def test_pre_ln_stack_refuses_changed_weights_and_inputs_wrong_kinds_and_survives_bad_code():
+    def changes_weights(x, blocks, ln_f):
         with torch.no_grad():
-            ln_2.weight.mul_(2)
-        return block(x, ln_1, attn, ln_2, feed_forward)
+            blocks[0].ln_2.weight.mul_(2)
+        return stack(x, blocks, ln_f)
 
-    def changes_x(x, ln_1, attn, ln_2, feed_forward):
-        out = block(x, ln_1, attn, ln_2, feed_forward)
+    def changes_x(x, blocks, ln_f):
+        out = stack(x, blocks, ln_f)
         x.zero_()
         return out
 
-    expect(check.pre_ln_block(changes_weights), Outcome.FAILED, "changed the weights of `ln_2`")
-    expect(check.pre_ln_block(changes_x), Outcome.FAILED, "changed its input `x`")
-    expect(check.pre_ln_block(lambda x, ln_1, attn, ln_2, feed_forward: x + attn(ln_1(x), is_causal=True)),
-           Outcome.ERROR, "your code raised", "first item")
-    expect(check.pre_ln_block(lambda *args: block(*args).tolist()), Outcome.FAILED, "should be a torch.Tensor")
-    expect(check.pre_ln_block(lambda *args: block(*args)[0]), Outcome.FAILED, "of x's shape")
-    expect(check.pre_ln_block(lambda *args: (block(*args), None)), Outcome.FAILED, "should be a torch.Tensor")
+    def drops_a_block(x, blocks, ln_f):
+        out = stack(x, blocks, ln_f)
+        blocks.pop()
+        return out
 
-    def stub(x, ln_1, attn, ln_2, feed_forward):
+    expect(check.pre_ln_stack(changes_weights, init), Outcome.FAILED, "changed the weights of `blocks[0].ln_2`")
+    expect(check.pre_ln_stack(changes_x, init), Outcome.FAILED, "changed its input `x`")
+    assert check.pre_ln_stack(drops_a_block, init).outcome is Outcome.FAILED
+    expect(check.pre_ln_stack(lambda x, blocks, ln_f: x + blocks[0].attn(blocks[0].ln_1(x), is_causal=True), init),
+           Outcome.ERROR, "your code raised", "first item")
+    expect(check.pre_ln_stack(lambda *args: stack(*args).tolist(), init), Outcome.FAILED, "should be a torch.Tensor")
+    expect(check.pre_ln_stack(lambda *args: stack(*args)[0], init), Outcome.FAILED, "of x's shape")
+    expect(check.pre_ln_stack(lambda *args: (stack(*args), None), init), Outcome.FAILED, "should be a torch.Tensor")
+    expect(check.pre_ln_stack(stack, lambda blocks, std: None), Outcome.FAILED, "is unchanged")
+    expect(check.pre_ln_stack(stack, lambda blocks: init(blocks)), Outcome.FAILED, "signature")
+
+    def stub(*args):
         raise NotImplementedError
 
-    expect(check.pre_ln_block(stub), Outcome.NOT_ATTEMPTED)
+    expect(check.pre_ln_stack(stub, stub), Outcome.NOT_ATTEMPTED)
+    expect(check.pre_ln_stack(stack, stub), Outcome.NOT_ATTEMPTED)
 
-    def hard_coded(x, ln_1, attn, ln_2, feed_forward):  # written for 8-wide vectors
-        return block(x.view(-1, 8), ln_1, attn, ln_2, feed_forward)
+    def hard_coded(x, blocks, ln_f):  # written for 8-wide vectors
+        return stack(x.view(-1, 8), blocks, ln_f)
 
-    assert check.pre_ln_block(hard_coded, seed=0).outcome in (Outcome.ERROR, Outcome.FAILED)
+    assert check.pre_ln_stack(hard_coded, init, seed=0).outcome in (Outcome.ERROR, Outcome.FAILED)
+
+    def hangs(blocks, std):
+        while True:
+            pass
+
+    assert check.pre_ln_stack(stack, hangs, seed=0, time_limit=2).outcome is not Outcome.PASSED
 
 
-def test_pre_ln_draws_fresh_shapes():
+def test_pre_ln_stack_draws_fresh_shapes():
     shapes = []
 
-    def spy(x, *parts):
-        shapes.append(tuple(x.shape))
-        return block(x, *parts)
+    def spy(x, blocks, ln_f):
+        shapes.append((tuple(x.shape), len(blocks)))
+        return stack(x, blocks, ln_f)
 
     for seed in range(6):
-        check.pre_ln_block(spy, seed=seed)
+        check.pre_ln_stack(spy, init, seed=seed)
     assert len(set(shapes)) > 3
 
 
