@@ -7,8 +7,12 @@
 The knob is the environment variable ``COURSE_SCALE`` (or ``setup(scale=...)``): a multiplier on training steps and
 data sizes. The default, 1, is the path the tests run: a couple of minutes on a 2-core laptop CPU. On a GPU try 10.
 ``COURSE_DEVICE`` forces a device (``cpu``, ``cuda``, ``mps``). The CPU threads are chosen from the machine's state:
-one per core that other programs leave idle (the cores minus the 1-minute load average), because two threads sharing
-one busy core are much slower than one (notebook 01 on a loaded 2-core machine: 786 s with 2 threads, 240 s with 1).
+one per core that other programs leave idle, because two threads sharing one busy core are much slower than one
+(notebook 01 on a loaded 2-core machine: 786 s with 2 threads, 240 s with 1). "Idle" is measured now, over half a
+second of the CPU counters (Linux, Colab), not read from the 1-minute load average: that average still holds a
+notebook that ended a minute ago (notebook 02 run right after 00 on an idle 2-core machine got one thread from it and
+took 132 s; measured now, it gets two and takes 88 s). Where the counters are absent (macOS), the load average stands
+in for them.
 ``COURSE_THREADS`` or ``setup(threads=...)`` overrides the choice; the setup line says which it was.
 """
 
@@ -20,6 +24,7 @@ import os
 import platform
 import random
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,12 +69,38 @@ def pick_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def choose_threads(cores: int | None = None, load: float | None = None) -> tuple[int, str]:
-    """CPU threads for this machine now, and why: one per core the 1-minute load average leaves idle (1 to 8).
+def busy_elsewhere(window: float = 0.5) -> float | None:
+    """How many cores other processes keep busy now: the machine's busy CPU time over ``window`` seconds
+    (``/proc/stat``) minus this process's own, divided by the window. None where ``/proc/stat`` is absent."""
+    def busy_seconds() -> float:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
-    ``cores`` and ``load`` default to ``os.cpu_count()`` and ``os.getloadavg()[0]`` (absent on Windows: all cores).
+    try:
+        before, own_before, wall_before = busy_seconds(), time.process_time(), time.perf_counter()
+        time.sleep(window)
+        after, own_after, wall_after = busy_seconds(), time.process_time(), time.perf_counter()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return max(0.0, (after - before - (own_after - own_before)) / (wall_after - wall_before))
+
+
+def choose_threads(cores: int | None = None, load: float | None = None, busy: float | None = None
+                   ) -> tuple[int, str]:
+    """CPU threads for this machine now, and why: one per core that other programs leave idle (1 to 8).
+
+    ``busy`` (cores kept busy by others now) defaults to ``busy_elsewhere()``; where that is unavailable, ``load``
+    (default ``os.getloadavg()[0]``, absent on Windows: all cores) stands in for it. ``cores`` defaults to
+    ``os.cpu_count()``.
     """
     cores = cores or os.cpu_count() or 1
+    if busy is None and load is None:
+        busy = busy_elsewhere()
+    if busy is not None:
+        idle = max(1, min(8, cores - round(busy)))
+        return idle, f"{busy:.1f} of {cores} cores busy elsewhere; COURSE_THREADS=N overrides"
     if load is None:
         try:
             load = os.getloadavg()[0]

@@ -1,6 +1,7 @@
 """Setup, loaders, metrics and the training loop every notebook uses."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,6 +163,24 @@ def test_free_memory_lets_an_unreferenced_model_go():
         gc.enable()
 
 
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the CPU counters are Linux's")
+def test_busy_elsewhere_sees_another_process_spinning():
+    import subprocess
+    import sys
+    import time
+
+    from course_lib.runtime import busy_elsewhere
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)                                   # let it start
+        busy = busy_elsewhere(window=0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy >= 0.5, f"a process spinning on one core, yet only {busy} cores seen busy"
+
+
 def test_threads_follow_the_idle_cores_unless_overridden(monkeypatch, capsys):
     from course_lib.runtime import choose_threads
 
@@ -170,6 +189,9 @@ def test_threads_follow_the_idle_cores_unless_overridden(monkeypatch, capsys):
     assert choose_threads(cores=2, load=5.0)[0] == 1, "never fewer than one"
     assert choose_threads(cores=64, load=0.0)[0] == 8, "never more than eight"
     assert "load 1.1 on 2 cores" in choose_threads(cores=2, load=1.1)[1]
+    assert choose_threads(cores=2, busy=0.1, load=1.8)[0] == 2, "the cores are idle now: the load average is history"
+    assert choose_threads(cores=2, busy=0.9, load=0.0)[0] == 1, "a program busy now counts, however recent"
+    assert "0.9 of 2 cores busy elsewhere" in choose_threads(cores=2, busy=0.9)[1]
     monkeypatch.setenv("COURSE_THREADS", "3")
     rt = setup(device="cpu")
     assert rt.threads == 3 and "3 threads (COURSE_THREADS)" in capsys.readouterr().out
