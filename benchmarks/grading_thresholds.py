@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from course_lib.grading.fine_tuning.draws import RECORD  # noqa: E402
 from course_lib.grading.regrade.reference import reference_functions  # noqa: E402
 from course_lib.grading.regrade.sheet import exercise_sheet, parse_cell  # noqa: E402
 from course_lib.grading.runtime.registry import grade, specs  # noqa: E402
@@ -57,7 +58,7 @@ def figures(text: str) -> dict[str, float]:
             if (match := re.search(pattern, text))}
 
 
-SAVE = ROOT / "benchmarks" / "results" / "threshold_draws.json"
+SAVE = RECORD  # what the notebooks read back (course_lib.grading.fine_tuning.draws)
 
 
 def entry_key(notebook: str, exercise) -> str:

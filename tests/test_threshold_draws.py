@@ -16,8 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from course_lib.grading.fine_tuning.draws import RECORD, recorded_draws
+
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = ROOT / "benchmarks" / "results" / "threshold_draws.json"
 MIN_DRAWS = 20
 
 
@@ -69,3 +70,12 @@ def test_table_reports_the_worst_draw_against_the_shipped_threshold(tmp_path):
                                             {"seed": 2, "accuracy": 0.0, "spam F1": 0.0, "held-out nats": 99.0}]}}))
     text = script.table(record)
     assert "| 1 / 2 |" in text and "(seeds 1-2)" in text
+
+
+def test_recorded_draws_reads_the_record_a_notebook_quotes(tmp_path):
+    draws = recorded_draws("02_bert", "minilm-spam-800")
+    assert draws == RECORDED["02_bert:fine_tuning:minilm-spam-800"]["draws"] and len(draws) >= MIN_DRAWS
+    assert all(0.0 < row["spam F1"] <= 1.0 for row in draws)
+    assert recorded_draws("02_bert", "no-such-task") is None
+    assert recorded_draws("02_bert", "minilm-spam-800", path=tmp_path / "absent.json") is None, \
+        "an installed package has no record: None, and the notebook says so"
