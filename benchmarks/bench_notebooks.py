@@ -12,6 +12,9 @@ cell's thread choice should keep it at or below 2.
 Every row prints the CPU threads the notebook's setup cell chose (one per core that other programs leave idle
 now); ``--threads N`` pins them instead (``COURSE_THREADS``), e.g. to time the one-thread path a student gets while
 another program keeps a core busy. A quiet run that starts while something else keeps a core busy says so.
+
+Each notebook runs top to bottom in a fresh kernel (nbclient), in its own process, so that the peak resident memory
+of the kernel (getrusage of the reaped children) belongs to that notebook alone. Nothing is written back.
 """
 
 from __future__ import annotations
